@@ -1,0 +1,261 @@
+//! Test consumer: reports exactly what it received from whoever exec'd it.
+//!
+//! Usage: `probe [serve]`. The report goes to stdout, or to the file named
+//! by `$PROBE_REPORT` (written atomically) when that is set, as lines:
+//!
+//! ```text
+//! pid 1234
+//! ppid 1200
+//! uid 0
+//! gid 0
+//! groups 0 1
+//! cwd /tmp
+//! nofile 1024 524288
+//! pidfdid 4242
+//! sigblk 0000000000000000
+//! sigign 0000000000000000
+//! env LISTEN_FDS=1
+//! fd 0 kind=chr cloexec=0
+//! fd 3 kind=socket type=stream family=inet addr=127.0.0.1:8080 listening=1 cloexec=0
+//! end
+//! ```
+//!
+//! With `serve`, it then answers every connection on its listening stream
+//! sockets with `pid <pid> fd <n>\n` (an HTTP response when the request
+//! looks like one), and datagrams with the same text, until killed.
+//!
+//! Built with `#![no_main]` so that the Rust runtime does not set SIGPIPE
+//! to SIG_IGN before the report is taken: `sigign` must show what the
+//! caller handed over, not what std did.
+#![no_main]
+#![allow(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use rustix::net::{SocketAddrUnix, SocketType, getsockname, sockopt};
+
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let report = report();
+    match std::env::var_os("PROBE_REPORT") {
+        Some(path) => {
+            let tmp = format!("{}.{}.tmp", path.to_string_lossy(), std::process::id());
+            std::fs::write(&tmp, &report).expect("write report");
+            std::fs::rename(&tmp, &path).expect("rename report");
+        }
+        None => {
+            let _ = std::io::stdout().write_all(report.as_bytes());
+        }
+    }
+    if args.first().map(String::as_str) == Some("serve") {
+        serve();
+    }
+    0
+}
+
+fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: only used for queries and accept/recv on fds the probe was
+    // handed; it never closes them.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+fn report() -> String {
+    let mut out = String::new();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let _ = writeln!(out, "pid {}", std::process::id());
+    let _ = writeln!(
+        out,
+        "ppid {}",
+        rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+    );
+    let _ = writeln!(
+        out,
+        "uid {}",
+        field("Uid").split_whitespace().next().unwrap_or("")
+    );
+    let _ = writeln!(
+        out,
+        "gid {}",
+        field("Gid").split_whitespace().next().unwrap_or("")
+    );
+    let _ = writeln!(out, "groups {}", field("Groups"));
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let _ = writeln!(out, "cwd {cwd}");
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+    let _ = writeln!(out, "nofile {} {}", show(lim.current), show(lim.maximum));
+    let _ = writeln!(
+        out,
+        "pidfdid {}",
+        pidfd_id().map_or("-".into(), |i| i.to_string())
+    );
+    let _ = writeln!(out, "sigblk {}", field("SigBlk"));
+    let _ = writeln!(out, "sigign {}", field("SigIgn"));
+    let _ = writeln!(out, "sigcgt {}", field("SigCgt"));
+    for (k, v) in std::env::vars_os() {
+        let _ = writeln!(
+            out,
+            "env {}={}",
+            k.as_bytes().escape_ascii(),
+            v.as_bytes().escape_ascii()
+        );
+    }
+    let mut fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    for fd in fds {
+        // The read_dir fd itself is closed by now: EBADF, skipped.
+        let Ok(flags) = rustix::io::fcntl_getfd(borrow(fd)) else {
+            continue;
+        };
+        let cloexec = u8::from(flags.contains(rustix::io::FdFlags::CLOEXEC));
+        let _ = writeln!(out, "fd {fd} {} cloexec={cloexec}", describe(borrow(fd)));
+    }
+    out.push_str("end\n");
+    out
+}
+
+/// The inode number of a pidfd for this process (pidfs), which
+/// `LISTEN_PIDFDID` must equal.
+fn pidfd_id() -> Option<u64> {
+    let pidfd = rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok()?;
+    rustix::fs::fstat(&pidfd).ok().map(|st| st.st_ino)
+}
+
+fn describe(fd: BorrowedFd<'_>) -> String {
+    let Ok(ty) = sockopt::socket_type(fd) else {
+        let kind = match rustix::fs::fstat(fd) {
+            Ok(st) => match st.st_mode & 0o170000 {
+                0o020000 => "chr",
+                0o010000 => "fifo",
+                0o100000 => "file",
+                0o040000 => "dir",
+                _ => "other",
+            },
+            Err(_) => "unknown",
+        };
+        return format!("kind={kind}");
+    };
+    let ty = match ty {
+        SocketType::STREAM => "stream",
+        SocketType::DGRAM => "dgram",
+        SocketType::SEQPACKET => "seqpacket",
+        _ => "other",
+    };
+    let listening = u8::from(sockopt::socket_acceptconn(fd).unwrap_or(false));
+    let (family, addr) = match getsockname(fd) {
+        Ok(a) => {
+            if let Ok(inet) = SocketAddr::try_from(a.clone()) {
+                let fam = if inet.is_ipv4() { "inet" } else { "inet6" };
+                let v6only = if inet.is_ipv6() {
+                    format!(
+                        " v6only={}",
+                        u8::from(sockopt::ipv6_v6only(fd).unwrap_or(false))
+                    )
+                } else {
+                    String::new()
+                };
+                let reuse = format!(
+                    " reuseaddr={} reuseport={}",
+                    u8::from(sockopt::socket_reuseaddr(fd).unwrap_or(false)),
+                    u8::from(sockopt::socket_reuseport(fd).unwrap_or(false))
+                );
+                (fam.to_string(), format!("{inet}{v6only}{reuse}"))
+            } else if let Ok(unix) = SocketAddrUnix::try_from(a) {
+                let addr = if let Some(name) = unix.abstract_name() {
+                    format!("@{}", name.escape_ascii())
+                } else {
+                    unix.path_bytes()
+                        .unwrap_or_default()
+                        .escape_ascii()
+                        .to_string()
+                };
+                ("unix".to_string(), addr)
+            } else {
+                ("other".to_string(), "-".to_string())
+            }
+        }
+        Err(_) => ("unknown".to_string(), "-".to_string()),
+    };
+    let addr = if addr.is_empty() {
+        "-".to_string()
+    } else {
+        addr
+    };
+    format!("kind=socket type={ty} family={family} addr={addr} listening={listening}")
+}
+
+/// Answers on every passed socket until killed: one thread per socket.
+fn serve() {
+    let n: RawFd = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut threads = Vec::new();
+    for fd in 3..3 + n {
+        threads.push(std::thread::spawn(move || serve_one(fd)));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+fn serve_one(fd: RawFd) {
+    let sock = borrow(fd);
+    let text = format!("pid {} fd {fd}\n", std::process::id());
+    let listening = sockopt::socket_acceptconn(sock).unwrap_or(false);
+    if !listening {
+        // Datagram socket: echo our identity back to each sender.
+        let mut buf = [0u8; 2048];
+        while let Ok((_, _, Some(from))) =
+            rustix::net::recvfrom(sock, &mut buf, rustix::net::RecvFlags::empty())
+        {
+            let _ = rustix::net::sendto(
+                sock,
+                text.as_bytes(),
+                rustix::net::SendFlags::empty(),
+                &from,
+            );
+        }
+        return;
+    }
+    loop {
+        let Ok(conn) = rustix::net::accept(sock) else {
+            return;
+        };
+        let mut stream = std::fs::File::from(conn);
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).unwrap_or(0);
+        let reply = if buf[..n].starts_with(b"GET ") || buf[..n].starts_with(b"HEAD ") {
+            format!(
+                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            )
+        } else {
+            text.clone()
+        };
+        let _ = stream.write_all(reply.as_bytes());
+    }
+}

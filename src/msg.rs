@@ -1,0 +1,76 @@
+//! How gracewrap words things for the user: one line, `gracewrap: ` prefix,
+//! the thing that is wrong, then the OS reason in lower case.
+
+use std::ffi::OsStr;
+use std::io::{self, Write};
+
+/// Prints one `gracewrap: ...` line on stderr. Never panics: a closed or
+/// broken stderr (EPIPE) is not a reason to fail.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "gracewrap: {line}");
+}
+
+/// An OS error as a short lower-case phrase, e.g. "permission denied",
+/// without std's " (os error 13)" suffix.
+pub fn reason(err: impl Into<io::Error>) -> String {
+    io_reason(&err.into())
+}
+
+/// [`reason`] for an error the caller keeps.
+pub fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.find(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}
+
+/// A program name, path or argument as it should appear in a message:
+/// unchanged when it is plain printable text, otherwise quoted with escapes
+/// (`"a b"`, `"\xff"`), so odd bytes are visible and never reach the
+/// terminal raw.
+pub fn quote(s: &OsStr) -> String {
+    match s.to_str() {
+        Some(t)
+            if !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_graphic() || (!c.is_ascii() && !c.is_control())) =>
+        {
+            t.to_string()
+        }
+        _ => format!("{s:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn reason_is_lower_case_without_errno_suffix() {
+        assert_eq!(
+            reason(io::Error::from_raw_os_error(13)),
+            "permission denied"
+        );
+        assert_eq!(
+            reason(rustix::io::Errno::ADDRINUSE),
+            "address already in use"
+        );
+    }
+
+    #[test]
+    fn quote_leaves_plain_text_alone() {
+        assert_eq!(quote(OsStr::new("./app")), "./app");
+        assert_eq!(quote(OsStr::new("caf\u{e9}")), "caf\u{e9}");
+        assert_eq!(quote(OsStr::new("a b")), "\"a b\"");
+        assert_eq!(quote(OsStr::new("")), "\"\"");
+        assert_eq!(quote(OsStr::from_bytes(b"\xff")), "\"\\xFF\"");
+        assert_eq!(quote(OsStr::new("a\nb")), "\"a\\nb\"");
+    }
+}

@@ -1,0 +1,298 @@
+//! Turns one [`Spec`] into one bound socket (CLOEXEC, so nothing leaks if
+//! gracewrap fails before exec), and describes sockets for messages.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, SocketAddrUnix, SocketFlags, SocketType, bind, connect, getsockname, listen,
+    socket_with, sockopt,
+};
+
+use crate::msg::reason;
+use crate::spec::{Addr, Family, Host, Opts, Proto, UnixKind, UnixPath, V6Mode};
+
+/// Opens the socket a spec describes. `fd:N` specs are handled by the
+/// caller ([`crate::fds::take`]).
+pub fn open(addr: &Addr, opts: &Opts) -> Result<OwnedFd> {
+    match addr {
+        Addr::Inet {
+            proto,
+            family,
+            host,
+            port,
+        } => open_inet(*proto, *family, host, *port, opts),
+        Addr::Unix { kind, path } => open_unix(*kind, path, opts),
+        Addr::Fd(_) => unreachable!("fd:N is taken, not opened"),
+    }
+}
+
+/// The address to bind and the IPV6_V6ONLY value to set (None for IPv4).
+fn resolve(
+    family: Family,
+    host: &Host,
+    port: u16,
+    opts: &Opts,
+) -> Result<(SocketAddr, Option<bool>)> {
+    let v6only = |default: bool| {
+        Some(match opts.v6 {
+            Some(V6Mode::V6Only) => true,
+            Some(V6Mode::DualStack) => false,
+            None => default,
+        })
+    };
+    let v4 = |ip: Ipv4Addr| (SocketAddr::from((ip, port)), None);
+    Ok(match (host, family) {
+        (Host::Unspecified, Family::V4) => v4(Ipv4Addr::UNSPECIFIED),
+        (Host::Unspecified, Family::V6) => {
+            (SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)), Some(true))
+        }
+        // All interfaces, both families: [::] with IPV6_V6ONLY off. The
+        // caller falls back to 0.0.0.0 when the kernel has no IPv6.
+        (Host::Unspecified, Family::Any) => (
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+            v6only(false),
+        ),
+        (Host::Localhost, Family::V6) => {
+            (SocketAddr::from((Ipv6Addr::LOCALHOST, port)), Some(true))
+        }
+        (Host::Localhost, _) => v4(Ipv4Addr::LOCALHOST),
+        (Host::V4(ip), _) => v4(*ip),
+        (Host::V6(ip, scope), _) => {
+            let scope_id = match scope {
+                None => 0,
+                Some(s) => scope_index(s)?,
+            };
+            let default = family == Family::V6;
+            (
+                SocketAddr::V6(SocketAddrV6::new(*ip, port, 0, scope_id)),
+                v6only(default),
+            )
+        }
+    })
+}
+
+/// Interface name (or number) to index, for `[fe80::1%eth0]`.
+fn scope_index(scope: &str) -> Result<u32> {
+    if let Ok(n) = scope.parse::<u32>() {
+        return Ok(n);
+    }
+    let name = CString::new(scope).map_err(|_| anyhow!("bad interface name {scope}"))?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call;
+    // if_nametoindex(3) only reads it.
+    #[allow(unsafe_code)]
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        bail!("no network interface named {scope}");
+    }
+    Ok(index)
+}
+
+fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) -> Result<OwnedFd> {
+    let (mut addr, mut v6only) = resolve(family, host, port, opts)?;
+    let ty = match proto {
+        Proto::Tcp => SocketType::STREAM,
+        Proto::Udp => SocketType::DGRAM,
+    };
+    let af = |a: &SocketAddr| {
+        if a.is_ipv4() {
+            AddressFamily::INET
+        } else {
+            AddressFamily::INET6
+        }
+    };
+    let fd = match socket_with(af(&addr), ty, SocketFlags::CLOEXEC, None) {
+        // `tcp::PORT` means all interfaces: without IPv6 that is 0.0.0.0.
+        Err(Errno::AFNOSUPPORT)
+            if family == Family::Any && *host == Host::Unspecified && opts.v6.is_none() =>
+        {
+            addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            v6only = None;
+            socket_with(AddressFamily::INET, ty, SocketFlags::CLOEXEC, None)
+        }
+        other => other,
+    };
+    let shown = describe_inet(proto, &addr);
+    let fail = |what: &str, e: Errno| anyhow!("cannot {what} {shown}: {}", reason(e));
+    let fd = fd.map_err(|e| fail("create a socket for", e))?;
+    if proto == Proto::Tcp {
+        sockopt::set_socket_reuseaddr(&fd, true).map_err(|e| fail("set SO_REUSEADDR on", e))?;
+    }
+    if let Some(v6only) = v6only {
+        sockopt::set_ipv6_v6only(&fd, v6only).map_err(|e| fail("set IPV6_V6ONLY on", e))?;
+    }
+    if opts.reuseport {
+        sockopt::set_socket_reuseport(&fd, true).map_err(|e| fail("set SO_REUSEPORT on", e))?;
+    }
+    bind(&fd, &addr).map_err(|e| fail("bind", e))?;
+    if proto == Proto::Tcp {
+        listen(&fd, backlog(opts)).map_err(|e| fail("listen on", e))?;
+    }
+    Ok(fd)
+}
+
+/// The listen(2) backlog: the user's, or INT_MAX, which the kernel caps at
+/// net.core.somaxconn (systemd's SOMAXCONN_DELUXE does the same).
+fn backlog(opts: &Opts) -> i32 {
+    opts.backlog.map_or(i32::MAX, |n| n as i32)
+}
+
+fn unix_type(kind: UnixKind) -> SocketType {
+    match kind {
+        UnixKind::Stream => SocketType::STREAM,
+        UnixKind::Dgram => SocketType::DGRAM,
+        UnixKind::Seqpacket => SocketType::SEQPACKET,
+    }
+}
+
+fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
+    let shown = describe_unix(kind, path);
+    let fail = |what: &str, e: Errno| anyhow!("cannot {what} {shown}: {}", reason(e));
+    let addr = match path {
+        UnixPath::File(p) => SocketAddrUnix::new(p.as_os_str()),
+        UnixPath::Abstract(name) => SocketAddrUnix::new_abstract_name(name),
+    }
+    .map_err(|e| fail("use", e))?;
+    let fd = socket_with(
+        AddressFamily::UNIX,
+        unix_type(kind),
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| fail("create a socket for", e))?;
+    match bind(&fd, &addr) {
+        Ok(()) => {}
+        Err(Errno::ADDRINUSE) => match path {
+            UnixPath::File(p) => {
+                replace_stale(kind, p, &addr).with_context(|| format!("cannot bind {shown}"))?;
+                bind(&fd, &addr).map_err(|e| fail("bind", e))?;
+            }
+            UnixPath::Abstract(_) => bail!(
+                "cannot bind {shown}: address already in use (an abstract name is never stale: another process holds it)"
+            ),
+        },
+        Err(e) => return Err(fail("bind", e)),
+    }
+    if kind != UnixKind::Dgram {
+        listen(&fd, backlog(opts)).map_err(|e| fail("listen on", e))?;
+    }
+    Ok(fd)
+}
+
+/// Called when bind(2) found something at `path`. Removes it only if it is a
+/// socket nobody is listening on (connect(2) refused); a live socket is
+/// "address already in use"; anything else is never touched.
+///
+/// The check and the unlink are not one atomic step; to narrow the window,
+/// the inode is compared again right before unlinking, and unlink(2) never
+/// follows symlinks.
+fn replace_stale(kind: UnixKind, path: &OsStr, addr: &SocketAddrUnix) -> Result<()> {
+    let before = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // Gone in the meantime: just bind again.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => bail!("{}", reason(e)),
+    };
+    let ft = before.file_type();
+    if !ft.is_socket() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_symlink() {
+            "a symbolic link"
+        } else if ft.is_file() {
+            "a regular file"
+        } else {
+            "not a socket"
+        };
+        bail!("the path exists and is {what}; gracewrap only replaces stale sockets");
+    }
+    let probe = socket_with(
+        AddressFamily::UNIX,
+        unix_type(kind),
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| anyhow!("{}", reason(e)))?;
+    match connect(&probe, addr) {
+        // Nobody bound there: stale.
+        Err(Errno::CONNREFUSED) => {}
+        // Connected, backlog full (EAGAIN), or a socket of another type
+        // (EPROTOTYPE): someone is there.
+        Ok(()) | Err(Errno::AGAIN | Errno::INPROGRESS | Errno::PROTOTYPE) => {
+            bail!("address already in use (a server is listening on it)")
+        }
+        Err(e) => bail!(
+            "address already in use, and it cannot be checked for staleness ({})",
+            reason(e)
+        ),
+    }
+    drop(probe);
+    let now = std::fs::symlink_metadata(path);
+    match now {
+        Ok(m) if m.dev() == before.dev() && m.ino() == before.ino() => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        _ => bail!("the path changed while gracewrap checked it; not removing it"),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => bail!("cannot remove the stale socket: {}", reason(e)),
+    }
+}
+
+fn describe_inet(proto: Proto, addr: &SocketAddr) -> String {
+    match proto {
+        Proto::Tcp => format!("tcp:{addr}"),
+        Proto::Udp => format!("udp:{addr}"),
+    }
+}
+
+fn describe_unix(kind: UnixKind, path: &UnixPath) -> String {
+    crate::spec::Addr::Unix {
+        kind,
+        path: path.clone(),
+    }
+    .to_bytes()
+    .escape_ascii()
+    .to_string()
+}
+
+/// Describes a socket from the kernel's point of view (getsockname and
+/// SO_TYPE), in SPEC syntax: `127.0.0.1:8080` for TCP (the bare form),
+/// `udp:[::1]:53`, `unix:/run/x.sock`, `unixgram:@name`.
+pub fn describe(fd: impl AsFd) -> String {
+    let fd = fd.as_fd();
+    let ty = sockopt::socket_type(fd).ok();
+    let Ok(addr) = getsockname(fd) else {
+        return "an unknown socket".into();
+    };
+    if let Ok(inet) = SocketAddr::try_from(addr.clone()) {
+        return match ty {
+            Some(SocketType::STREAM) => inet.to_string(),
+            Some(SocketType::DGRAM) => format!("udp:{inet}"),
+            _ => format!("inet:{inet}"),
+        };
+    }
+    if let Ok(unix) = SocketAddrUnix::try_from(addr) {
+        let kind = match ty {
+            Some(SocketType::DGRAM) => UnixKind::Dgram,
+            Some(SocketType::SEQPACKET) => UnixKind::Seqpacket,
+            _ => UnixKind::Stream,
+        };
+        let path = if let Some(name) = unix.abstract_name() {
+            UnixPath::Abstract(name.to_vec())
+        } else if let Some(p) = unix.path_bytes().filter(|p| !p.is_empty()) {
+            UnixPath::File(OsStr::from_bytes(p).to_owned())
+        } else {
+            return "an unnamed unix socket".into();
+        };
+        return describe_unix(kind, &path);
+    }
+    "a socket".into()
+}

@@ -1,0 +1,954 @@
+//! The `--listen` SPEC grammar: `[NAME=]TYPE:ADDRESS[,OPTION[=VALUE]...]`.
+//!
+//! Parsing is pure: nothing here touches the OS. Interface scopes (`%eth0`)
+//! are kept as names and resolved when the socket is bound. Every spec has a
+//! canonical form ([`Spec::to_os_string`]) that parses back to the same
+//! value, which is what error messages and tests use.
+//!
+//! Accepted forms (see also man/gracewrap.1, section SPEC):
+//!
+//! | form | meaning |
+//! |---|---|
+//! | `tcp:HOST:PORT`, `tcp4:`, `tcp6:` | TCP listener; HOST is an IPv4 literal, `[IPv6]` (optionally `%scope`), `localhost`, or empty (all interfaces) |
+//! | `udp:HOST:PORT`, `udp4:`, `udp6:` | UDP socket, bound, not listening |
+//! | `unix:PATH`, `unixgram:PATH`, `unixpacket:PATH` (`seqpacket:`) | AF_UNIX stream / datagram / seqpacket; `@name` is abstract |
+//! | `fd:N` | an fd gracewrap already has open, passed on as it is |
+//! | `8080`, `1.2.3.4:80`, `[::1]:80`, `/path`, `./path`, `@name` | systemd-socket-activate's bare forms |
+//! | `tcp::127.0.0.1:80`, `unix::/path` | systemfd's `TYPE::VALUE` spelling |
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::io::RawFd;
+
+/// Longest name systemd accepts in `LISTEN_FDNAMES` (`FDNAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Longest unix socket path: `sun_path` is 108 bytes including the NUL.
+pub const UNIX_PATH_MAX: usize = 107;
+
+/// One parsed `--listen` argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    /// The socket's name in `LISTEN_FDNAMES`, if the user gave one.
+    pub name: Option<String>,
+    /// What to bind (or which fd to take).
+    pub addr: Addr,
+    /// Per-socket options from the comma suffix.
+    pub opts: Opts,
+}
+
+/// The address part of a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addr {
+    /// `tcp*:` and `udp*:`.
+    Inet {
+        proto: Proto,
+        family: Family,
+        host: Host,
+        port: u16,
+    },
+    /// `unix:`, `unixgram:`, `unixpacket:`.
+    Unix { kind: UnixKind, path: UnixPath },
+    /// `fd:N`.
+    Fd(RawFd),
+}
+
+/// Transport protocol of an inet spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// Which address family the TYPE asked for: `tcp:` (either), `tcp4:`, `tcp6:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+/// The HOST part of an inet spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// Empty host: all interfaces.
+    Unspecified,
+    /// `localhost`: 127.0.0.1, or ::1 for `tcp6:`/`udp6:`. Never looked up.
+    Localhost,
+    V4(Ipv4Addr),
+    /// An IPv6 literal with an optional `%scope` (interface name or index).
+    V6(Ipv6Addr, Option<String>),
+}
+
+/// Socket type of a unix spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnixKind {
+    Stream,
+    Dgram,
+    Seqpacket,
+}
+
+/// Where a unix socket lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UnixPath {
+    /// A filesystem path (absolute or relative), as raw bytes.
+    File(OsString),
+    /// An abstract name (the part after `@`).
+    Abstract(Vec<u8>),
+}
+
+/// IPv6 socket mode chosen with `v6only` / `dualstack`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V6Mode {
+    V6Only,
+    DualStack,
+}
+
+/// Per-socket options (`,backlog=N,reuseport,...`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Opts {
+    /// `backlog=N`: listen(2) backlog. Default: as large as the kernel allows.
+    pub backlog: Option<u32>,
+    /// `reuseport`: SO_REUSEPORT (inet only).
+    pub reuseport: bool,
+    /// `v6only` / `dualstack`: IPV6_V6ONLY (IPv6 only).
+    pub v6: Option<V6Mode>,
+}
+
+/// A parse failure, already worded for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, SpecError> {
+    Err(SpecError(msg.into()))
+}
+
+/// Checks a name the way systemd's `fdname_is_valid()` does: printable
+/// ASCII, no `:`, at most 255 bytes. Empty is valid for systemd too.
+pub fn check_name(name: &[u8]) -> Result<&str, SpecError> {
+    if name.len() > NAME_MAX {
+        return err(format!(
+            "name is {} bytes long, at most {NAME_MAX} are allowed",
+            name.len()
+        ));
+    }
+    if let Some(&b) = name
+        .iter()
+        .find(|&&b| !(0x20..=0x7e).contains(&b) || b == b':')
+    {
+        return err(if b == b':' {
+            "name must not contain ':'".to_string()
+        } else {
+            format!("name contains the byte 0x{b:02x}; only printable ASCII is allowed")
+        });
+    }
+    // Only printable ASCII is left, so this cannot fail.
+    std::str::from_utf8(name).map_err(|_| SpecError("name is not ASCII".into()))
+}
+
+impl Spec {
+    /// Parses one `--listen` argument.
+    pub fn parse(arg: &OsStr) -> Result<Spec, SpecError> {
+        let bytes = arg.as_bytes();
+        if bytes.is_empty() {
+            return err("empty address");
+        }
+        if bytes.contains(&0) {
+            return err("contains a NUL byte");
+        }
+        let (name, rest) = split_name(bytes);
+        let name = name.map(|n| check_name(n).map(str::to_owned)).transpose()?;
+        let (addr_text, opt_texts) = split_options(rest);
+        let addr = parse_addr(&addr_text)?;
+        let opts = parse_opts(&addr, &opt_texts)?;
+        Ok(Spec { name, addr, opts })
+    }
+
+    /// The canonical form: parses back to `self`, and is what gracewrap
+    /// prints when it names a socket.
+    pub fn to_os_string(&self) -> OsString {
+        let mut out = Vec::new();
+        if let Some(name) = &self.name {
+            out.extend_from_slice(name.as_bytes());
+            out.push(b'=');
+        }
+        out.extend_from_slice(&self.addr.to_bytes());
+        let opts = self.opts.to_string();
+        if !opts.is_empty() {
+            out.push(b',');
+            out.extend_from_slice(opts.as_bytes());
+        }
+        OsString::from_vec(out)
+    }
+
+    /// True if the spec asks for a kernel-chosen port (`:0`).
+    pub fn wants_free_port(&self) -> bool {
+        matches!(self.addr, Addr::Inet { port: 0, .. })
+    }
+}
+
+impl fmt::Display for Spec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_os_string().to_string_lossy())
+    }
+}
+
+impl Addr {
+    /// Canonical TYPE:ADDRESS bytes (no name, no options).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Addr::Inet {
+                proto,
+                family,
+                host,
+                port,
+            } => {
+                let ty = match (proto, family) {
+                    (Proto::Tcp, Family::Any) => "tcp",
+                    (Proto::Tcp, Family::V4) => "tcp4",
+                    (Proto::Tcp, Family::V6) => "tcp6",
+                    (Proto::Udp, Family::Any) => "udp",
+                    (Proto::Udp, Family::V4) => "udp4",
+                    (Proto::Udp, Family::V6) => "udp6",
+                };
+                let host = match host {
+                    Host::Unspecified => String::new(),
+                    Host::Localhost => "localhost".into(),
+                    Host::V4(ip) => ip.to_string(),
+                    Host::V6(ip, None) => format!("[{ip}]"),
+                    Host::V6(ip, Some(scope)) => format!("[{ip}%{scope}]"),
+                };
+                format!("{ty}:{host}:{port}").into_bytes()
+            }
+            Addr::Unix { kind, path } => {
+                let mut out = match kind {
+                    UnixKind::Stream => b"unix:".to_vec(),
+                    UnixKind::Dgram => b"unixgram:".to_vec(),
+                    UnixKind::Seqpacket => b"unixpacket:".to_vec(),
+                };
+                let raw: &[u8] = match path {
+                    UnixPath::File(p) => p.as_bytes(),
+                    UnixPath::Abstract(name) => {
+                        out.push(b'@');
+                        name
+                    }
+                };
+                for &b in raw {
+                    if b == b',' {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+                out
+            }
+            Addr::Fd(n) => format!("fd:{n}").into_bytes(),
+        }
+    }
+
+    /// True for sockets that get listen(2): TCP, unix stream and seqpacket.
+    /// Unknown for `fd:N` (it is passed on as it is), reported as false.
+    pub fn is_listening(&self) -> bool {
+        match self {
+            Addr::Inet { proto, .. } => *proto == Proto::Tcp,
+            Addr::Unix { kind, .. } => *kind != UnixKind::Dgram,
+            Addr::Fd(_) => false,
+        }
+    }
+}
+
+impl fmt::Display for Opts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(n) = self.backlog {
+            parts.push(format!("backlog={n}"));
+        }
+        if self.reuseport {
+            parts.push("reuseport".into());
+        }
+        match self.v6 {
+            Some(V6Mode::V6Only) => parts.push("v6only".into()),
+            Some(V6Mode::DualStack) => parts.push("dualstack".into()),
+            None => {}
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// Splits `NAME=` off the front. A prefix counts as a name only if it holds
+/// no `:`, `/` or `,`, so `unix:/a=b`, `/srv/a=b` and `8080,backlog=5` keep
+/// their `=`.
+fn split_name(bytes: &[u8]) -> (Option<&[u8]>, &[u8]) {
+    match bytes.iter().position(|&b| b == b'=') {
+        Some(eq) if !bytes[..eq].iter().any(|&b| matches!(b, b':' | b'/' | b',')) => {
+            (Some(&bytes[..eq]), &bytes[eq + 1..])
+        }
+        _ => (None, bytes),
+    }
+}
+
+/// Splits the address from the comma-separated options. In the address,
+/// `\,` stands for a literal comma (unix paths may contain commas).
+fn split_options(bytes: &[u8]) -> (Vec<u8>, Vec<&[u8]>) {
+    let mut addr = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if bytes.get(i + 1) == Some(&b',') => {
+                addr.push(b',');
+                i += 2;
+            }
+            b',' => break,
+            b => {
+                addr.push(b);
+                i += 1;
+            }
+        }
+    }
+    let opts = if i < bytes.len() {
+        bytes[i + 1..].split(|&b| b == b',').collect()
+    } else {
+        Vec::new()
+    };
+    (addr, opts)
+}
+
+/// The TYPE: prefixes gracewrap knows, for the "unknown type" message.
+const TYPES: &str = "tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram, unixpacket, seqpacket, fd";
+
+fn parse_addr(text: &[u8]) -> Result<Addr, SpecError> {
+    if text.is_empty() {
+        return err("empty address");
+    }
+    // A TYPE: prefix is a lowercase word followed by ':'. Bare forms start
+    // with a digit, '[', '/', '.', or '@', so they never look like one.
+    let word_len = text
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count();
+    let typed = word_len > 0 && text.get(word_len) == Some(&b':') && text[0].is_ascii_alphabetic();
+    if !typed {
+        return parse_bare(text);
+    }
+    let ty = &text[..word_len];
+    let rest = &text[word_len + 1..];
+    let inet = |proto, family| parse_inet(proto, family, rest);
+    match ty {
+        b"tcp" => inet(Proto::Tcp, Family::Any),
+        b"tcp4" => inet(Proto::Tcp, Family::V4),
+        b"tcp6" => inet(Proto::Tcp, Family::V6),
+        b"udp" => inet(Proto::Udp, Family::Any),
+        b"udp4" => inet(Proto::Udp, Family::V4),
+        b"udp6" => inet(Proto::Udp, Family::V6),
+        b"unix" => parse_unix(UnixKind::Stream, rest),
+        b"unixgram" => parse_unix(UnixKind::Dgram, rest),
+        b"unixpacket" | b"seqpacket" => parse_unix(UnixKind::Seqpacket, rest),
+        b"fd" => parse_fd(rest),
+        // `localhost:8080` is a bare HOST:PORT, not a type.
+        b"localhost" => parse_inet(Proto::Tcp, Family::Any, text),
+        _ => err(format!(
+            "unknown socket type '{}' (known types: {TYPES})",
+            String::from_utf8_lossy(ty)
+        )),
+    }
+}
+
+/// systemd-socket-activate's forms: `8080`, `1.2.3.4:80`, `[::1]:80`,
+/// `/path`, `@name`; plus `./path` and `../path`.
+fn parse_bare(text: &[u8]) -> Result<Addr, SpecError> {
+    match text[0] {
+        b'/' | b'@' => parse_unix(UnixKind::Stream, text),
+        b'.' if text.starts_with(b"./") || text.starts_with(b"../") => {
+            parse_unix(UnixKind::Stream, text)
+        }
+        b'[' | b'0'..=b'9' => parse_inet(Proto::Tcp, Family::Any, text),
+        _ => err(format!(
+            "cannot parse '{}': expected TYPE:ADDRESS (e.g. tcp::8080, unix:/run/app.sock), a port, IP:PORT, or a path starting with /",
+            String::from_utf8_lossy(text)
+        )),
+    }
+}
+
+fn parse_inet(proto: Proto, family: Family, text: &[u8]) -> Result<Addr, SpecError> {
+    let text =
+        std::str::from_utf8(text).map_err(|_| SpecError("address is not valid UTF-8".into()))?;
+    // systemfd writes `tcp::127.0.0.1:80`; accept its extra ':'.
+    let text = match text.strip_prefix(':') {
+        Some(rest) if rest.contains(':') || rest.starts_with('[') => rest,
+        _ => text,
+    };
+    let (host, port) = if let Some(after) = text.strip_prefix('[') {
+        let close = after
+            .find(']')
+            .ok_or_else(|| SpecError(format!("missing ']' in '[{after}'")))?;
+        let port = after[close + 1..]
+            .strip_prefix(':')
+            .ok_or_else(|| SpecError(format!("expected ':PORT' after '[{}]'", &after[..close])))?;
+        (parse_v6_host(&after[..close])?, port)
+    } else {
+        match text.rsplit_once(':') {
+            None => (Host::Unspecified, text),
+            Some((host, port)) => {
+                if host.contains(':') {
+                    return err(format!(
+                        "IPv6 address '{host}' must be in brackets, e.g. [{host}]:{port}"
+                    ));
+                }
+                (parse_plain_host(host)?, port)
+            }
+        }
+    };
+    let port = parse_port(port)?;
+    match (&host, family) {
+        (Host::V6(..), Family::V4) => {
+            return err(format!("{}4 needs an IPv4 address", proto_name(proto)));
+        }
+        (Host::V4(_), Family::V6) => {
+            return err(format!("{}6 needs an IPv6 address", proto_name(proto)));
+        }
+        _ => {}
+    }
+    Ok(Addr::Inet {
+        proto,
+        family,
+        host,
+        port,
+    })
+}
+
+fn proto_name(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    }
+}
+
+fn parse_plain_host(host: &str) -> Result<Host, SpecError> {
+    if host.is_empty() {
+        return Ok(Host::Unspecified);
+    }
+    if host == "localhost" {
+        return Ok(Host::Localhost);
+    }
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(Host::V4(ip));
+    }
+    err(format!(
+        "'{host}' is not an IP address (hostnames other than localhost are not resolved; give an IP literal)"
+    ))
+}
+
+fn parse_v6_host(inner: &str) -> Result<Host, SpecError> {
+    let (ip, scope) = match inner.split_once('%') {
+        Some((ip, scope)) => (ip, Some(scope)),
+        None => (inner, None),
+    };
+    let ip: Ipv6Addr = ip
+        .parse()
+        .map_err(|_| SpecError(format!("'{ip}' is not an IPv6 address")))?;
+    let scope = match scope {
+        None => None,
+        Some("") => return err(format!("empty interface after '%' in '[{inner}]'")),
+        Some(s) if s.len() > 15 || s.bytes().any(|b| b == b'/' || !b.is_ascii_graphic()) => {
+            return err(format!("'{s}' is not a valid interface name"));
+        }
+        Some(s) => Some(s.to_owned()),
+    };
+    Ok(Host::V6(ip, scope))
+}
+
+fn parse_port(port: &str) -> Result<u16, SpecError> {
+    if port.is_empty() {
+        return err("missing port");
+    }
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return err(format!("port '{port}' is not a number"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| SpecError(format!("port {port} is out of range (0-65535)")))
+}
+
+fn parse_unix(kind: UnixKind, text: &[u8]) -> Result<Addr, SpecError> {
+    // systemfd writes `unix::/path`; accept its extra ':'.
+    let text = match text {
+        [b':', rest @ ..] if matches!(rest.first(), Some(b'/' | b'@' | b'.')) => rest,
+        _ => text,
+    };
+    if text.is_empty() {
+        return err("missing unix socket path");
+    }
+    let path = if let Some(name) = text.strip_prefix(b"@") {
+        if name.is_empty() {
+            return err("missing abstract socket name after '@'");
+        }
+        if name.len() > UNIX_PATH_MAX {
+            return err(format!(
+                "abstract name is {} bytes long, at most {UNIX_PATH_MAX} fit",
+                name.len()
+            ));
+        }
+        UnixPath::Abstract(name.to_vec())
+    } else {
+        if text.len() > UNIX_PATH_MAX {
+            return err(format!(
+                "unix socket path is {} bytes long, at most {UNIX_PATH_MAX} fit in sun_path",
+                text.len()
+            ));
+        }
+        if text.ends_with(b"/") {
+            return err("unix socket path ends with '/'");
+        }
+        UnixPath::File(OsString::from_vec(text.to_vec()))
+    };
+    Ok(Addr::Unix { kind, path })
+}
+
+fn parse_fd(text: &[u8]) -> Result<Addr, SpecError> {
+    let s = std::str::from_utf8(text).unwrap_or("");
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return err(format!(
+            "fd:'{}' is not a file descriptor number",
+            String::from_utf8_lossy(text)
+        ));
+    }
+    s.parse::<RawFd>()
+        .map(Addr::Fd)
+        .map_err(|_| SpecError(format!("fd {s} is out of range")))
+}
+
+fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
+    let mut opts = Opts::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for raw in texts {
+        let text =
+            std::str::from_utf8(raw).map_err(|_| SpecError("option is not valid UTF-8".into()))?;
+        let (key, value) = match text.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (text, None),
+        };
+        if key.is_empty() {
+            return err("empty option (stray ',')");
+        }
+        if matches!(addr, Addr::Fd(_)) {
+            return err(format!(
+                "option '{key}' does not apply to fd:N (the socket is passed on as it is)"
+            ));
+        }
+        let canon = if key == "dualstack" { "v6only" } else { key };
+        if seen.contains(&canon) {
+            return err(format!("option '{key}' given twice"));
+        }
+        seen.push(canon);
+        let flag = |value: Option<&str>| match value {
+            None => Ok(()),
+            Some(_) => err(format!("option '{key}' takes no value")),
+        };
+        match key {
+            "backlog" => {
+                if !addr.is_listening() {
+                    return err(
+                        "backlog applies only to listening sockets (tcp, unix, unixpacket)",
+                    );
+                }
+                let v = value
+                    .ok_or_else(|| SpecError("backlog needs a value, e.g. backlog=1024".into()))?;
+                let n: u32 = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=i32::MAX as u32).contains(n))
+                    .ok_or_else(|| {
+                        SpecError(format!(
+                            "backlog '{v}' is not a number from 1 to {}",
+                            i32::MAX
+                        ))
+                    })?;
+                opts.backlog = Some(n);
+            }
+            "reuseport" => {
+                flag(value)?;
+                if !matches!(addr, Addr::Inet { .. }) {
+                    return err(
+                        "reuseport applies only to tcp and udp sockets (Linux refuses SO_REUSEPORT on unix sockets)",
+                    );
+                }
+                opts.reuseport = true;
+            }
+            "v6only" | "dualstack" => {
+                flag(value)?;
+                let mode = if key == "v6only" {
+                    V6Mode::V6Only
+                } else {
+                    V6Mode::DualStack
+                };
+                match addr {
+                    Addr::Inet {
+                        family: Family::V6, ..
+                    } if mode == V6Mode::DualStack => {
+                        return err(
+                            "dualstack contradicts tcp6/udp6 (IPv6 only); use tcp: or udp:",
+                        );
+                    }
+                    Addr::Inet {
+                        family: Family::V6 | Family::Any,
+                        host: Host::Unspecified | Host::V6(..),
+                        ..
+                    } => opts.v6 = Some(mode),
+                    _ => return err(format!("{key} applies only to IPv6 sockets")),
+                }
+            }
+            _ => {
+                return err(format!(
+                    "unknown option '{key}' (known: backlog=N, reuseport, v6only, dualstack)"
+                ));
+            }
+        }
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Spec, SpecError> {
+        Spec::parse(OsStr::new(s))
+    }
+
+    fn ok(s: &str) -> Spec {
+        parse(s).unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+    }
+
+    fn fails(s: &str, needle: &str) {
+        match parse(s) {
+            Ok(spec) => panic!("{s:?} should fail, got {spec:?}"),
+            Err(e) => assert!(e.0.contains(needle), "{s:?}: {e} lacks {needle:?}"),
+        }
+    }
+
+    fn inet(proto: Proto, family: Family, host: Host, port: u16) -> Addr {
+        Addr::Inet {
+            proto,
+            family,
+            host,
+            port,
+        }
+    }
+
+    fn canonical(s: &str) -> String {
+        ok(s).to_string()
+    }
+
+    #[test]
+    fn tcp_empty_host_means_all_interfaces() {
+        assert_eq!(
+            ok("tcp::8080").addr,
+            inet(Proto::Tcp, Family::Any, Host::Unspecified, 8080)
+        );
+    }
+
+    #[test]
+    fn tcp_ipv4_literal() {
+        let a = ok("tcp:127.0.0.1:80").addr;
+        assert_eq!(
+            a,
+            inet(Proto::Tcp, Family::Any, Host::V4(Ipv4Addr::LOCALHOST), 80)
+        );
+    }
+
+    #[test]
+    fn tcp_bracketed_ipv6_with_and_without_scope() {
+        assert_eq!(
+            ok("tcp:[::1]:80").addr,
+            inet(
+                Proto::Tcp,
+                Family::Any,
+                Host::V6(Ipv6Addr::LOCALHOST, None),
+                80
+            )
+        );
+        assert_eq!(
+            ok("tcp6:[fe80::1%eth0]:80").addr,
+            inet(
+                Proto::Tcp,
+                Family::V6,
+                Host::V6("fe80::1".parse().unwrap(), Some("eth0".into())),
+                80
+            )
+        );
+        assert_eq!(canonical("tcp:[fe80::1%2]:80"), "tcp:[fe80::1%2]:80");
+    }
+
+    #[test]
+    fn tcp4_and_tcp6_families() {
+        assert_eq!(
+            ok("tcp4::80").addr,
+            inet(Proto::Tcp, Family::V4, Host::Unspecified, 80)
+        );
+        assert_eq!(
+            ok("tcp6::80").addr,
+            inet(Proto::Tcp, Family::V6, Host::Unspecified, 80)
+        );
+        fails("tcp4:[::1]:80", "tcp4 needs an IPv4 address");
+        fails("tcp6:127.0.0.1:80", "tcp6 needs an IPv6 address");
+    }
+
+    #[test]
+    fn udp_families() {
+        assert_eq!(
+            ok("udp:127.0.0.1:53").addr,
+            inet(Proto::Udp, Family::Any, Host::V4(Ipv4Addr::LOCALHOST), 53)
+        );
+        assert_eq!(
+            ok("udp4::53").addr,
+            inet(Proto::Udp, Family::V4, Host::Unspecified, 53)
+        );
+        assert_eq!(
+            ok("udp6:[::1]:53").addr,
+            inet(
+                Proto::Udp,
+                Family::V6,
+                Host::V6(Ipv6Addr::LOCALHOST, None),
+                53
+            )
+        );
+        fails("udp4:[::1]:53", "udp4 needs an IPv4 address");
+    }
+
+    #[test]
+    fn localhost_is_a_keyword_not_a_lookup() {
+        assert_eq!(
+            ok("tcp:localhost:80").addr,
+            inet(Proto::Tcp, Family::Any, Host::Localhost, 80)
+        );
+        assert_eq!(
+            ok("localhost:80").addr,
+            inet(Proto::Tcp, Family::Any, Host::Localhost, 80)
+        );
+        fails(
+            "tcp:example.com:80",
+            "hostnames other than localhost are not resolved",
+        );
+    }
+
+    #[test]
+    fn port_zero_asks_for_a_free_port() {
+        assert!(ok("tcp:127.0.0.1:0").wants_free_port());
+        assert!(!ok("tcp:127.0.0.1:1").wants_free_port());
+    }
+
+    #[test]
+    fn bad_ports() {
+        fails("tcp:127.0.0.1:65536", "out of range");
+        fails("tcp:127.0.0.1:", "missing port");
+        fails("tcp::", "missing port");
+        fails("tcp:127.0.0.1:http", "not a number");
+        fails("tcp:127.0.0.1:-1", "not a number");
+        fails("99999", "out of range");
+    }
+
+    #[test]
+    fn bad_hosts() {
+        fails("tcp:[::1:80", "missing ']'");
+        fails("tcp:[::1]80", "expected ':PORT'");
+        fails("tcp:::1:80", "must be in brackets");
+        fails("tcp:[1.2.3.4]:80", "not an IPv6 address");
+        fails("tcp:1.2.3:80", "not an IP address");
+        fails("tcp:[fe80::1%]:80", "empty interface");
+    }
+
+    #[test]
+    fn bare_port_means_tcp_all_interfaces() {
+        assert_eq!(ok("8080"), ok("tcp::8080"));
+        assert_eq!(ok("tcp:8080").addr, ok("tcp::8080").addr);
+    }
+
+    #[test]
+    fn bare_ip_port_forms() {
+        assert_eq!(ok("1.2.3.4:80"), ok("tcp:1.2.3.4:80"));
+        assert_eq!(ok("[::1]:80"), ok("tcp:[::1]:80"));
+    }
+
+    #[test]
+    fn systemfd_double_colon_spelling() {
+        assert_eq!(ok("tcp::127.0.0.1:80"), ok("tcp:127.0.0.1:80"));
+        assert_eq!(ok("tcp::[::1]:80"), ok("tcp:[::1]:80"));
+        assert_eq!(ok("unix::/run/a.sock"), ok("unix:/run/a.sock"));
+        assert_eq!(ok("udp::127.0.0.1:53"), ok("udp:127.0.0.1:53"));
+    }
+
+    #[test]
+    fn unix_paths() {
+        assert_eq!(
+            ok("unix:/run/app.sock").addr,
+            Addr::Unix {
+                kind: UnixKind::Stream,
+                path: UnixPath::File("/run/app.sock".into())
+            }
+        );
+        assert_eq!(
+            ok("unix:./rel/app.sock").addr,
+            Addr::Unix {
+                kind: UnixKind::Stream,
+                path: UnixPath::File("./rel/app.sock".into())
+            }
+        );
+        assert_eq!(ok("unix:rel.sock").to_string(), "unix:rel.sock");
+        assert_eq!(ok("/run/app.sock"), ok("unix:/run/app.sock"));
+        assert_eq!(ok("./app.sock"), ok("unix:./app.sock"));
+        assert_eq!(ok("../app.sock"), ok("unix:../app.sock"));
+        fails("unix:", "missing unix socket path");
+        fails("unix:/run/", "ends with '/'");
+        fails(&format!("unix:/{}", "a".repeat(107)), "at most 107 fit");
+        ok(&format!("unix:/{}", "a".repeat(106)));
+    }
+
+    #[test]
+    fn unix_abstract() {
+        assert_eq!(
+            ok("unix:@gracewrap").addr,
+            Addr::Unix {
+                kind: UnixKind::Stream,
+                path: UnixPath::Abstract(b"gracewrap".to_vec())
+            }
+        );
+        assert_eq!(ok("@gracewrap"), ok("unix:@gracewrap"));
+        fails("unix:@", "missing abstract socket name");
+        fails(&format!("@{}", "a".repeat(108)), "at most 107 fit");
+    }
+
+    #[test]
+    fn unix_datagram_and_seqpacket() {
+        assert!(matches!(
+            ok("unixgram:/tmp/a").addr,
+            Addr::Unix {
+                kind: UnixKind::Dgram,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ok("unixpacket:/tmp/a").addr,
+            Addr::Unix {
+                kind: UnixKind::Seqpacket,
+                ..
+            }
+        ));
+        assert_eq!(ok("seqpacket:@x"), ok("unixpacket:@x"));
+    }
+
+    #[test]
+    fn unix_path_with_escaped_comma() {
+        let s = ok("unix:/tmp/a\\,b.sock,backlog=5");
+        assert_eq!(
+            s.addr,
+            Addr::Unix {
+                kind: UnixKind::Stream,
+                path: UnixPath::File("/tmp/a,b.sock".into())
+            }
+        );
+        assert_eq!(s.opts.backlog, Some(5));
+        assert_eq!(s.to_string(), "unix:/tmp/a\\,b.sock,backlog=5");
+    }
+
+    #[test]
+    fn unix_path_may_hold_non_utf8_bytes() {
+        let arg = OsString::from_vec(b"unix:/tmp/\xff.sock".to_vec());
+        let spec = Spec::parse(&arg).unwrap();
+        assert_eq!(spec.to_os_string(), arg);
+    }
+
+    #[test]
+    fn fd_spec() {
+        assert_eq!(ok("fd:7").addr, Addr::Fd(7));
+        assert_eq!(ok("fd:0").addr, Addr::Fd(0));
+        fails("fd:", "not a file descriptor number");
+        fails("fd:x", "not a file descriptor number");
+        fails("fd:-1", "not a file descriptor number");
+        fails("fd:99999999999", "out of range");
+        fails("fd:3,backlog=1", "does not apply to fd:N");
+    }
+
+    #[test]
+    fn names() {
+        let s = ok("http=tcp::8080");
+        assert_eq!(s.name.as_deref(), Some("http"));
+        assert_eq!(ok("admin=/run/admin.sock").name.as_deref(), Some("admin"));
+        assert_eq!(ok("=8080").name.as_deref(), Some(""));
+        assert_eq!(ok("with space=8080").name.as_deref(), Some("with space"));
+        // '=' after ':' or '/' belongs to the address.
+        assert_eq!(ok("unix:/tmp/a=b").name, None);
+        assert_eq!(ok("/tmp/a=b").name, None);
+        assert_eq!(ok("8080,backlog=5").name, None);
+        fails(&format!("{}=8080", "n".repeat(256)), "at most 255");
+        ok(&format!("{}=8080", "n".repeat(255)));
+        fails("b\x01d=8080", "0x01");
+        fails("caf\u{e9}=8080", "0xc3");
+    }
+
+    #[test]
+    fn options() {
+        let s = ok("tcp::8080,backlog=4096,reuseport,v6only");
+        assert_eq!(
+            s.opts,
+            Opts {
+                backlog: Some(4096),
+                reuseport: true,
+                v6: Some(V6Mode::V6Only)
+            }
+        );
+        assert_eq!(ok("8080,dualstack").opts.v6, Some(V6Mode::DualStack));
+        assert!(ok("udp::53,reuseport").opts.reuseport);
+        fails("tcp::80,backlog", "needs a value");
+        fails("tcp::80,backlog=0", "not a number from 1");
+        fails("tcp::80,backlog=2147483648", "not a number from 1");
+        fails("udp::80,backlog=5", "only to listening sockets");
+        fails("unix:/a,reuseport", "only to tcp and udp");
+        fails("tcp4::80,v6only", "only to IPv6");
+        fails("tcp:127.0.0.1:80,v6only", "only to IPv6");
+        fails("tcp6::80,dualstack", "contradicts tcp6");
+        fails("tcp::80,v6only,dualstack", "given twice");
+        fails("tcp::80,reuseport,reuseport", "given twice");
+        fails("tcp::80,reuseport=1", "takes no value");
+        fails("tcp::80,,reuseport", "empty option");
+        fails("tcp::80,bogus", "unknown option 'bogus'");
+    }
+
+    #[test]
+    fn unknown_and_malformed() {
+        fails("http:80", "unknown socket type 'http'");
+        fails("", "empty address");
+        fails("name=", "empty address");
+        fails("hello", "cannot parse 'hello'");
+        fails("tcp::80\0", "NUL");
+    }
+
+    #[test]
+    fn canonical_form_round_trips() {
+        for s in [
+            "tcp::8080",
+            "web=tcp4:0.0.0.0:80,backlog=10",
+            "tcp6:[::]:443,reuseport",
+            "udp:[fe80::1%eth0]:5353,v6only",
+            "unixgram:/run/log.sock",
+            "unixpacket:@abs\\,tract",
+            "fd:3",
+            "x=tcp:localhost:1",
+        ] {
+            let spec = ok(s);
+            assert_eq!(spec.to_string(), s);
+            assert_eq!(Spec::parse(&spec.to_os_string()), Ok(spec));
+        }
+        assert_eq!(canonical("8080"), "tcp::8080");
+        assert_eq!(canonical("[::1]:80"), "tcp:[::1]:80");
+        assert_eq!(canonical("@x"), "unix:@x");
+        assert_eq!(canonical("seqpacket:/a"), "unixpacket:/a");
+    }
+}

@@ -1,0 +1,787 @@
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, symlink};
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::process::Command;
+
+use crate::util::*;
+
+#[test]
+fn every_spec_family_lands_at_3_in_command_line_order() {
+    let dir = temp_dir("families");
+    let path = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let abs = format!("@gracewrap-test-{}", std::process::id());
+    let (stream, gram, packet) = (path("s.sock"), path("g.sock"), path("p.sock"));
+    let r = probe_report(&[
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "udp:127.0.0.1:0",
+        "-l",
+        &format!("unix:{stream}"),
+        "-l",
+        &format!("unixgram:{gram}"),
+        "-l",
+        &format!("unixpacket:{packet}"),
+        "-l",
+        &format!("unix:{abs}"),
+        "-l",
+        "tcp6:[::1]:0",
+        "-l",
+        "udp6:[::1]:0",
+    ]);
+    r.assert_protocol(&["unknown"; 8]);
+    let expect = [
+        ("stream", "inet", "1"),
+        ("dgram", "inet", "0"),
+        ("stream", "unix", "1"),
+        ("dgram", "unix", "0"),
+        ("seqpacket", "unix", "1"),
+        ("stream", "unix", "1"),
+        ("stream", "inet6", "1"),
+        ("dgram", "inet6", "0"),
+    ];
+    for (i, (ty, family, listening)) in expect.iter().enumerate() {
+        let fd = r.fd(3 + i as i32);
+        assert_eq!(
+            (fd.get("type"), fd.get("family"), fd.get("listening")),
+            (*ty, *family, *listening),
+            "fd {}: {fd:?}",
+            3 + i
+        );
+    }
+    assert_eq!(r.fd(3).inet().ip().to_string(), "127.0.0.1");
+    assert_eq!(r.fd(5).get("addr"), stream);
+    assert_eq!(r.fd(6).get("addr"), gram);
+    assert_eq!(r.fd(7).get("addr"), packet);
+    assert_eq!(r.fd(8).get("addr"), abs);
+    assert_eq!(r.fd(9).inet().ip().to_string(), "::1");
+    for f in [&stream, &gram, &packet] {
+        let ft = std::fs::symlink_metadata(f).unwrap().file_type();
+        assert!(ft.is_socket(), "{f} is not a socket file");
+    }
+}
+
+#[test]
+fn listen_pid_is_the_exec_pid_and_pidfdid_matches() {
+    let mut cmd = gracewrap(["-l", "tcp:127.0.0.1:0", "--", probe().to_str().unwrap()]);
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(wait_timeout(&mut child, DEADLINE).unwrap().success());
+    let r = Report::parse(&stdout).unwrap();
+    assert_eq!(r.pid, pid, "exec keeps the pid");
+    r.assert_protocol(&["unknown"]);
+    // This kernel has pidfs (Linux >= 6.9): the id must be set and right.
+    if r.pidfdid != "-" {
+        assert_eq!(r.env("LISTEN_PIDFDID"), Some(r.pidfdid.as_str()));
+    } else {
+        assert_eq!(r.env("LISTEN_PIDFDID"), None);
+    }
+}
+
+#[test]
+fn names_go_to_listen_fdnames_and_unnamed_ones_are_unknown() {
+    let r = probe_report(&[
+        "-l",
+        "http=tcp:127.0.0.1:0",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--listen=metrics and stuff=udp:127.0.0.1:0",
+        "-l",
+        "=tcp:127.0.0.1:0",
+    ]);
+    r.assert_protocol(&["http", "unknown", "metrics and stuff", ""]);
+}
+
+#[test]
+fn port_zero_prints_the_real_address_per_socket() {
+    let mut g = Running::spawn(&mut gracewrap([
+        "-l",
+        "web=tcp:127.0.0.1:0",
+        "-l",
+        "udp:127.0.0.1:0",
+        "--",
+        probe().to_str().unwrap(),
+        "serve",
+    ]));
+    let tcp = g.stderr_line("listening on ");
+    let udp = g.stderr_line("listening on ");
+    let port = |line: &str| -> u16 {
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    };
+    let (tp, up) = (port(&tcp), port(&udp));
+    assert_eq!(
+        tcp,
+        format!("gracewrap: listening on 127.0.0.1:{tp} (fd 3, name web)")
+    );
+    assert_eq!(
+        udp,
+        format!("gracewrap: listening on udp:127.0.0.1:{up} (fd 4)")
+    );
+    assert_ne!(tp, 0);
+    // And it is the address the program really serves on.
+    let mut s = TcpStream::connect(("127.0.0.1", tp)).unwrap();
+    s.write_all(b"hi\n").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, format!("pid {} fd 3\n", g.child.id()));
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_read_timeout(Some(DEADLINE)).unwrap();
+    u.send_to(b"hi", ("127.0.0.1", up)).unwrap();
+    let mut buf = [0; 64];
+    let n = u.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], format!("pid {} fd 4\n", g.child.id()).as_bytes());
+}
+
+#[test]
+fn quiet_by_default_and_verbose_on_request() {
+    let dir = temp_dir("quiet");
+    let sock = format!("unix:{}/q.sock", dir.display());
+    let out = run(&mut gracewrap(["-l", &sock, "--", "true"]));
+    out.expect_code(0);
+    assert_eq!(out.stderr, "");
+    let out = run(&mut gracewrap([
+        "-v",
+        "-l",
+        &format!("q={sock}"),
+        "--",
+        "true",
+    ]));
+    out.expect_code(0)
+        .expect_stderr(&format!("gracewrap: listening on {sock} (fd 3, name q)"));
+}
+
+#[test]
+fn empty_host_is_dual_stack_and_tcp4_tcp6_are_not() {
+    let r = probe_report(&[
+        "-l",
+        "tcp::0",
+        "-l",
+        "tcp4::0",
+        "-l",
+        "tcp6::0",
+        "-l",
+        "tcp::0,v6only",
+    ]);
+    r.assert_protocol(&["unknown"; 4]);
+    let any = r.fd(3);
+    assert_eq!((any.get("family"), any.get("v6only")), ("inet6", "0"));
+    assert!(any.inet().ip().is_unspecified());
+    assert_eq!(r.fd(4).get("family"), "inet");
+    assert_eq!(r.fd(4).inet().ip().to_string(), "0.0.0.0");
+    assert_eq!(
+        (r.fd(5).get("family"), r.fd(5).get("v6only")),
+        ("inet6", "1")
+    );
+    assert_eq!(r.fd(6).get("v6only"), "1");
+}
+
+#[test]
+fn dual_stack_socket_accepts_ipv4_clients_and_v6only_refuses_them() {
+    let mut g = Running::spawn(&mut gracewrap([
+        "-l",
+        "tcp::0",
+        "-l",
+        "tcp6::0",
+        "--",
+        probe().to_str().unwrap(),
+        "serve",
+    ]));
+    let dual: std::net::SocketAddr = g.listening_addr().parse().unwrap();
+    let v6: std::net::SocketAddr = g.listening_addr().parse().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", dual.port())).expect("IPv4 client on [::]");
+    s.write_all(b"x").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.ends_with("fd 3\n"), "{reply}");
+    let refused = TcpStream::connect(("127.0.0.1", v6.port())).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    TcpStream::connect(("::1", v6.port())).expect("IPv6 client on tcp6");
+}
+
+#[test]
+fn bare_systemd_socket_activate_forms_work() {
+    let dir = temp_dir("bare");
+    let path = format!("{}/bare.sock", dir.display());
+    let abs = format!("@gracewrap-bare-{}", std::process::id());
+    let r = probe_report(&[
+        "-l",
+        "127.0.0.1:0",
+        "-l",
+        "[::1]:0",
+        "-l",
+        &path,
+        "-l",
+        &abs,
+        "-l",
+        "0",
+    ]);
+    r.assert_protocol(&["unknown"; 5]);
+    assert_eq!(r.fd(3).inet().ip().to_string(), "127.0.0.1");
+    assert_eq!(r.fd(4).inet().ip().to_string(), "::1");
+    assert_eq!(r.fd(5).get("addr"), path);
+    assert_eq!(r.fd(6).get("addr"), abs);
+    assert_eq!(r.fd(7).get("family"), "inet6");
+}
+
+#[test]
+fn relative_unix_path_is_bound_in_the_working_directory() {
+    let dir = temp_dir("relative");
+    let out = run(gracewrap([
+        "-l",
+        "unix:./rel.sock",
+        "-l",
+        "./rel2.sock",
+        "--",
+        probe().to_str().unwrap(),
+    ])
+    .current_dir(&dir));
+    out.expect_code(0);
+    out.report().assert_protocol(&["unknown"; 2]);
+    assert!(
+        std::fs::symlink_metadata(dir.join("rel.sock"))
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+    assert!(
+        std::fs::symlink_metadata(dir.join("rel2.sock"))
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+}
+
+#[test]
+fn socket_options_reuseaddr_reuseport() {
+    let r = probe_report(&[
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "tcp:127.0.0.1:0,reuseport",
+        "-l",
+        "udp:127.0.0.1:0",
+        "-l",
+        "udp:127.0.0.1:0,reuseport",
+    ]);
+    let flags = |fd: i32| {
+        (
+            r.fd(fd).get("reuseaddr").to_string(),
+            r.fd(fd).get("reuseport").to_string(),
+        )
+    };
+    assert_eq!(
+        flags(3),
+        ("1".into(), "0".into()),
+        "TCP always has SO_REUSEADDR, reuseport is opt-in"
+    );
+    assert_eq!(flags(4), ("1".into(), "1".into()));
+    assert_eq!(
+        flags(5),
+        ("0".into(), "0".into()),
+        "UDP gets no SO_REUSEADDR (it would let two binds share the port)"
+    );
+    assert_eq!(flags(6), ("0".into(), "1".into()));
+}
+
+/// The listen backlog is what `ss -ltn` shows as Send-Q of a listener.
+#[test]
+fn backlog_defaults_to_the_kernel_maximum_and_is_settable() {
+    let mut g = Running::spawn(&mut gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "tcp:127.0.0.1:0,backlog=7",
+        "--",
+        probe().to_str().unwrap(),
+        "serve",
+    ]));
+    let a = g.listening_addr();
+    let b = g.listening_addr();
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap();
+    let ss = Command::new("ss")
+        .args(["-ltnH"])
+        .output()
+        .expect("ss (iproute2)");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let send_q = |addr: &str| -> String {
+        ss.lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(addr))
+            .unwrap_or_else(|| panic!("{addr} not in ss output:\n{ss}"))
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(send_q(&a), somaxconn.trim());
+    assert_eq!(send_q(&b), "7");
+}
+
+/// Stray fds at 3, 4, 5 (what a VS Code terminal or `make -j` leave open)
+/// must neither break the placement nor reach PROGRAM.
+#[test]
+fn stray_fds_in_the_socket_range_are_closed() {
+    let probe = probe();
+    let script = format!(
+        "exec 3</dev/null 4>/dev/null 5</dev/null 9</dev/null; exec {} -l tcp:127.0.0.1:0 -l udp:127.0.0.1:0 -- {}",
+        sh_quote(&[gracewrap_path()]),
+        sh_quote(&[probe.to_str().unwrap()])
+    );
+    let out = run(Command::new("sh").args(["-c", &script]));
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown", "unknown"]);
+    assert_eq!(r.fd(3).get("type"), "stream");
+    assert_eq!(r.fd(4).get("type"), "dgram");
+}
+
+#[test]
+fn keep_fds_keeps_fds_above_the_range_and_refuses_collisions() {
+    let probe = probe();
+    let g = sh_quote(&[gracewrap_path()]);
+    let p = sh_quote(&[probe.to_str().unwrap()]);
+    let out = run(Command::new("sh").args([
+        "-c",
+        &format!("exec 7</dev/null 9>/dev/null; exec {g} --keep-fds -l tcp:127.0.0.1:0 -l tcp:127.0.0.1:0 -- {p}"),
+    ]));
+    out.expect_code(0);
+    let r = out.report();
+    // (The test harness may leak fds of its own; those pass too.)
+    let passed = r.passed_fds();
+    assert!(
+        passed.starts_with(&[3, 4]) && passed.contains(&7) && passed.contains(&9),
+        "{passed:?}"
+    );
+    assert!(!passed.contains(&5) && !passed.contains(&6), "{passed:?}");
+    assert_eq!(r.fd(7).get("kind"), "chr");
+    assert!(r.fd(3).is_socket() && r.fd(4).is_socket());
+    let out = run(Command::new("sh").args([
+        "-c",
+        &format!(
+            "exec 4</dev/null; exec {g} --keep-fds -l tcp:127.0.0.1:0 -l tcp:127.0.0.1:0 -- {p}"
+        ),
+    ]));
+    out.expect_code(125).expect_stderr(
+        "gracewrap: fd 4 is open and would be replaced by socket 2; close it or drop --keep-fds",
+    );
+}
+
+#[test]
+fn closed_stdin_does_not_attract_a_socket() {
+    let probe = probe();
+    let out = run(Command::new("sh").args([
+        "-c",
+        &format!(
+            "exec <&- ; exec {} -l tcp:127.0.0.1:0 -- {}",
+            sh_quote(&[gracewrap_path()]),
+            sh_quote(&[probe.to_str().unwrap()])
+        ),
+    ]));
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown"]);
+    assert!(
+        !r.fd(0).is_socket(),
+        "fd 0 must not be a socket: {:?}",
+        r.fd(0)
+    );
+}
+
+#[test]
+fn a_hundred_sockets() {
+    let mut args = Vec::new();
+    for i in 0..100 {
+        args.push("-l".to_string());
+        args.push(format!("s{i}=tcp:127.0.0.1:0"));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = probe_report(&args);
+    let names: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+    r.assert_protocol(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut ports: Vec<u16> = (3..103).map(|fd| r.fd(fd).inet().port()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 100);
+}
+
+/// 1000 listeners under the common desktop soft limit of 1024: gracewrap
+/// raises the soft limit for its own work and PROGRAM gets 1024 back.
+#[test]
+fn a_thousand_sockets_under_a_soft_nofile_limit_of_1024() {
+    let mut script = format!("ulimit -Sn 1024 && exec {}", sh_quote(&[gracewrap_path()]));
+    for _ in 0..1000 {
+        script.push_str(" -l tcp:127.0.0.1:0");
+    }
+    script.push_str(&format!(" -- {}", sh_quote(&[probe().to_str().unwrap()])));
+    let out = run(Command::new("sh").args(["-c", &script]));
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown"; 1000]);
+    assert_eq!(r.nofile_soft, "1024");
+}
+
+#[test]
+fn too_low_a_hard_nofile_limit_is_a_clear_error() {
+    let mut script = format!("ulimit -n 50 && exec {}", sh_quote(&[gracewrap_path()]));
+    for _ in 0..100 {
+        script.push_str(" -l tcp:127.0.0.1:0");
+    }
+    script.push_str(" -- true");
+    run(Command::new("sh").args(["-c", &script]))
+        .expect_code(125)
+        .expect_stderr(
+            "gracewrap: 100 sockets need 104 file descriptors, but RLIMIT_NOFILE allows only 50",
+        );
+}
+
+#[test]
+fn fd_spec_passes_an_inherited_socket_on_without_rebinding() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cmd = gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "inh=fd:7",
+        "--",
+        probe().to_str().unwrap(),
+    ]);
+    with_fd_at(&mut cmd, listener.as_raw_fd(), 7);
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown", "inh"]);
+    assert_eq!(r.fd(4).inet(), addr, "the very same socket, not a new bind");
+    assert!(
+        !r.fds.contains_key(&7),
+        "the original fd 7 is moved, not duplicated"
+    );
+}
+
+#[test]
+fn fd_spec_on_stdin_duplicates_and_keeps_stdin() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let out = run(gracewrap(["-l", "fd:0", "--", probe().to_str().unwrap()])
+        .stdin(std::os::fd::OwnedFd::from(listener)));
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown"]);
+    assert_eq!(r.fd(3).inet(), addr);
+    assert_eq!(r.fd(0).inet(), addr, "stdin stays");
+}
+
+#[test]
+fn fd_spec_errors_name_the_fd() {
+    run(&mut gracewrap(["-l", "fd:9", "--", "true"]))
+        .expect_code(125)
+        .expect_stderr("gracewrap: fd:9: fd 9 is not open");
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let mut cmd = gracewrap(["-l", "fd:8", "--", "true"]);
+    with_fd_at(&mut cmd, file.as_raw_fd(), 8);
+    run(&mut cmd)
+        .expect_code(125)
+        .expect_stderr("gracewrap: fd:8: fd 8 is not a socket");
+}
+
+#[test]
+fn environment_passes_through_minus_inherited_listen_variables() {
+    let mut cmd = gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-E",
+        "SET_BY_FLAG=yes=really",
+        "--setenv",
+        "COPIED",
+        "-E",
+        "NOT_IN_OUR_ENV",
+        "--",
+        probe().to_str().unwrap(),
+    ]);
+    cmd.env("GRACEWRAP_TEST_PASSTHROUGH", "kept")
+        .env("COPIED", "from-gracewrap")
+        .env_remove("NOT_IN_OUR_ENV")
+        .env("LISTEN_FDS", "7")
+        .env("LISTEN_PID", "1")
+        .env("LISTEN_FDNAMES", "a:b:c:d:e:f:g")
+        .env("LISTEN_PIDFDID", "12345")
+        .env("LISTEN_FDS_FIRST_FD", "9");
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown"]);
+    assert_ne!(r.env("LISTEN_PIDFDID"), Some("12345"));
+    assert_eq!(r.env("GRACEWRAP_TEST_PASSTHROUGH"), Some("kept"));
+    assert_eq!(r.env("SET_BY_FLAG"), Some("yes=really"));
+    assert_eq!(r.env("COPIED"), Some("from-gracewrap"));
+    assert_eq!(r.env("NOT_IN_OUR_ENV"), None);
+}
+
+#[test]
+fn no_pid_leaves_listen_pid_unset() {
+    let r = probe_report(&["--no-pid", "-l", "tcp:127.0.0.1:0"]);
+    assert_eq!(r.env("LISTEN_PID"), None);
+    assert_eq!(r.env("LISTEN_PIDFDID"), None);
+    assert_eq!(r.env("LISTEN_FDS"), Some("1"));
+    assert_eq!(r.env("LISTEN_FDNAMES"), Some("unknown"));
+}
+
+/// PROGRAM starts like a systemd service: no signal blocked, none ignored,
+/// whatever the caller left behind (here: the test harness's posix_spawn
+/// leaves glibc's signals 32 and 33 ignored, sh ignores USR1, and SIGTERM
+/// is blocked).
+#[test]
+fn signal_mask_and_dispositions_reach_the_program_clean() {
+    let script = |extra: &str| {
+        format!(
+            "trap '' USR1; exec {} {extra} -l {} -- {}",
+            sh_quote(&[gracewrap_path()]),
+            quiet_spec(),
+            sh_quote(&[probe().to_str().unwrap()])
+        )
+    };
+    let mut cmd = Command::new("sh");
+    with_blocked(cmd.args(["-c", &script("")]), libc::SIGTERM);
+    let r = run(&mut cmd).expect_code(0).report();
+    assert_eq!(r.sigblk, 0, "SigBlk");
+    assert_eq!(r.sigign, 0, "SigIgn");
+
+    // --keep-signals: like env(1), pass them through (SIGPIPE excepted).
+    let mut cmd = Command::new("sh");
+    with_blocked(cmd.args(["-c", &script("--keep-signals")]), libc::SIGTERM);
+    let r = run(&mut cmd).expect_code(0).report();
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    assert_eq!(r.sigblk, bit(libc::SIGTERM), "SigBlk");
+    assert_ne!(r.sigign & bit(libc::SIGUSR1), 0, "SigIgn {:x}", r.sigign);
+    assert_eq!(
+        r.sigign & bit(libc::SIGPIPE),
+        0,
+        "SIGPIPE is always default"
+    );
+}
+
+#[test]
+fn program_exit_status_is_passed_through() {
+    run(&mut gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]))
+    .expect_code(7);
+}
+
+#[test]
+fn program_found_through_path() {
+    let out = run(&mut gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "sh",
+        "-c",
+        "echo $LISTEN_FDS",
+    ]));
+    out.expect_code(0);
+    assert_eq!(out.stdout, "1\n");
+}
+
+#[test]
+fn exit_127_when_program_is_not_found() {
+    run(&mut gracewrap([
+        "-l",
+        &quiet_spec(),
+        "--",
+        "no-such-program-gracewrap",
+    ]))
+    .expect_code(127)
+    .expect_stderr("gracewrap: cannot execute no-such-program-gracewrap: not found in PATH");
+    run(&mut gracewrap([
+        "-l",
+        &quiet_spec(),
+        "--",
+        "/no/such/program",
+    ]))
+    .expect_code(127)
+    .expect_stderr("gracewrap: cannot execute /no/such/program: no such file or directory");
+}
+
+#[test]
+fn exit_126_when_program_is_not_executable() {
+    let dir = temp_dir("noexec");
+    let file = dir.join("script");
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    let file = file.to_str().unwrap();
+    run(&mut gracewrap(["-l", &quiet_spec(), "--", file]))
+        .expect_code(126)
+        .expect_stderr(&format!(
+            "gracewrap: cannot execute {file}: permission denied"
+        ));
+    let d = dir.to_str().unwrap();
+    run(&mut gracewrap(["-l", &quiet_spec(), "--", d]))
+        .expect_code(126)
+        .expect_stderr(&format!("gracewrap: cannot execute {d}: is a directory"));
+}
+
+#[test]
+fn exit_125_when_the_address_is_in_use() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    run(&mut gracewrap(["-l", &format!("tcp:{addr}"), "--", "true"]))
+        .expect_code(125)
+        .expect_stderr(&format!(
+            "gracewrap: cannot bind tcp:{addr}: address already in use"
+        ));
+}
+
+#[test]
+fn exit_125_when_the_address_is_not_local() {
+    // 192.0.2.0/24 is TEST-NET-1: never assigned to this machine.
+    run(&mut gracewrap(["-l", "tcp:192.0.2.1:80", "--", "true"]))
+        .expect_code(125)
+        .expect_stderr("gracewrap: cannot bind tcp:192.0.2.1:80: cannot assign requested address");
+}
+
+#[test]
+fn exit_125_when_binding_a_privileged_port_unprivileged() {
+    if !Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        panic!("setpriv (util-linux) is needed for this test");
+    }
+    let out = run(Command::new("setpriv").args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        gracewrap_path(),
+        "-l",
+        "tcp:127.0.0.1:81",
+        "--",
+        "true",
+    ]));
+    out.expect_code(125)
+        .expect_stderr("gracewrap: cannot bind tcp:127.0.0.1:81: permission denied");
+}
+
+#[test]
+fn stale_unix_socket_is_replaced() {
+    let dir = temp_dir("stale");
+    let path = dir.join("stale.sock");
+    drop(UnixListener::bind(&path).unwrap()); // the file stays, nobody listens
+    let spec = format!("unix:{}", path.display());
+    let r = probe_report(&["-l", &spec]);
+    r.assert_protocol(&["unknown"]);
+    assert_eq!(r.fd(3).get("addr"), path.to_str().unwrap());
+}
+
+#[test]
+fn live_unix_socket_is_address_in_use_and_stays() {
+    let dir = temp_dir("live");
+    let path = dir.join("live.sock");
+    let live = UnixListener::bind(&path).unwrap();
+    let spec = format!("unix:{}", path.display());
+    run(&mut gracewrap(["-l", &spec, "--", "true"]))
+        .expect_code(125)
+        .expect_stderr(&format!(
+            "gracewrap: cannot bind {spec}: address already in use (a server is listening on it)"
+        ));
+    // Still the same, still serving.
+    std::os::unix::net::UnixStream::connect(&path).expect("the live socket still works");
+    drop(live);
+    // A live datagram socket, probed with a datagram socket.
+    let gpath = dir.join("live.dgram");
+    let _g = UnixDatagram::bind(&gpath).unwrap();
+    let gspec = format!("unixgram:{}", gpath.display());
+    run(&mut gracewrap(["-l", &gspec, "--", "true"]))
+        .expect_code(125)
+        .expect_stderr(&format!(
+            "gracewrap: cannot bind {gspec}: address already in use (a server is listening on it)"
+        ));
+}
+
+/// Nothing the user owns is deleted: a regular file, a directory or a
+/// symlink at the socket path is an error, and stays exactly as it was.
+#[test]
+fn non_socket_files_at_the_path_are_never_deleted() {
+    let dir = temp_dir("never-delete");
+    let file = dir.join("file");
+    std::fs::write(&file, "precious").unwrap();
+    let sub = dir.join("dir");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("inside"), "x").unwrap();
+    let link = dir.join("link");
+    symlink(&file, &link).unwrap();
+    let dangling = dir.join("dangling");
+    symlink(dir.join("nowhere"), &dangling).unwrap();
+    for (path, what) in [
+        (&file, "a regular file"),
+        (&sub, "a directory"),
+        (&link, "a symbolic link"),
+        (&dangling, "a symbolic link"),
+    ] {
+        let spec = format!("unix:{}", path.display());
+        run(&mut gracewrap(["-l", &spec, "--", "true"]))
+            .expect_code(125)
+            .expect_stderr(&format!(
+                "gracewrap: cannot bind {spec}: the path exists and is {what}; gracewrap only replaces stale sockets"
+            ));
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    assert_eq!(std::fs::read_to_string(sub.join("inside")).unwrap(), "x");
+    assert_eq!(std::fs::read_link(&link).unwrap(), file);
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!dir.join("nowhere").exists());
+}
+
+#[test]
+fn abstract_name_in_use_is_an_error() {
+    let name = format!("gracewrap-busy-{}", std::process::id());
+    let _busy = {
+        use std::os::linux::net::SocketAddrExt;
+        let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        UnixListener::bind_addr(&a).unwrap()
+    };
+    run(&mut gracewrap(["-l", &format!("@{name}"), "--", "true"]))
+        .expect_code(125)
+        .expect_stderr(&format!(
+            "gracewrap: cannot bind unix:@{name}: address already in use (an abstract name is never stale: another process holds it)"
+        ));
+}
+
+#[test]
+fn missing_parent_directory_is_a_clear_error() {
+    run(&mut gracewrap([
+        "-l",
+        "unix:/nonexistent-dir/x.sock",
+        "--",
+        "true",
+    ]))
+    .expect_code(125)
+    .expect_stderr(
+        "gracewrap: cannot bind unix:/nonexistent-dir/x.sock: no such file or directory",
+    );
+}

@@ -1,0 +1,473 @@
+//! Test helpers: the gracewrap binary, the probe, running with a deadline,
+//! parsing the probe's report, and waiting on conditions (never sleeps).
+#![allow(dead_code)] // each test module uses its own subset of the helpers
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long any single step may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub fn gracewrap_path() -> &'static str {
+    env!("CARGO_BIN_EXE_gracewrap")
+}
+
+/// A `gracewrap` command with the given arguments.
+pub fn gracewrap<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(gracewrap_path());
+    cmd.args(args);
+    cmd
+}
+
+/// Path of an example binary, built on first use. Plain `cargo test`
+/// builds examples next to the test binary's target dir; other invocations
+/// (`cargo test --test integration`) do not, so build it if it is missing.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    let dir = Path::new(gracewrap_path())
+        .parent()
+        .unwrap()
+        .join("examples");
+    let path = dir.join(name);
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--examples"]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build --examples");
+        assert!(status.success(), "cargo build --examples failed");
+    });
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+pub fn probe() -> PathBuf {
+    example("probe")
+}
+
+/// What a finished process left behind.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    /// Asserts the exit code, showing everything on failure.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code(), code, "unexpected exit status\n{self}");
+        self
+    }
+
+    /// Asserts the exact stderr (one `gracewrap: ` line).
+    #[track_caller]
+    pub fn expect_stderr(&self, line: &str) -> &Self {
+        assert_eq!(
+            self.stderr.trim_end_matches('\n'),
+            line,
+            "unexpected stderr\n{self}"
+        );
+        self
+    }
+
+    pub fn report(&self) -> Report {
+        Report::parse(&self.stdout).unwrap_or_else(|| panic!("no probe report\n{self}"))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion with stdout/stderr captured, killing it and
+/// failing the test if it takes longer than [`DEADLINE`].
+#[track_caller]
+pub fn run(cmd: &mut Command) -> Output {
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {desc}: {e}"));
+    let out = reader(child.stdout.take().unwrap());
+    let err = reader(child.stderr.take().unwrap());
+    let status = wait_timeout(&mut child, DEADLINE).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{desc} did not finish within {DEADLINE:?}")
+    });
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// Waits for `child` to exit, polling; None on timeout.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until_ok(timeout, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until_ok(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` until it holds; fails the test naming `what` otherwise.
+#[track_caller]
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        wait_until_ok(DEADLINE, cond),
+        "timed out waiting for {what}"
+    );
+}
+
+/// A spec that binds without printing anything and without colliding with
+/// other tests: a fresh abstract unix socket name.
+pub fn quiet_spec() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "unix:@gracewrap-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gracewrap-test-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One fd as the probe saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Fd {
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Fd {
+    pub fn get(&self, key: &str) -> &str {
+        self.fields.get(key).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn is_socket(&self) -> bool {
+        self.get("kind") == "socket"
+    }
+
+    /// The bound address as a SocketAddr (inet sockets only).
+    pub fn inet(&self) -> SocketAddr {
+        self.get("addr")
+            .parse()
+            .unwrap_or_else(|_| panic!("not an inet socket: {self:?}"))
+    }
+}
+
+/// The probe's report.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub cwd: String,
+    pub nofile_soft: String,
+    pub pidfdid: String,
+    pub sigblk: u64,
+    pub sigign: u64,
+    pub env: BTreeMap<String, String>,
+    pub fds: BTreeMap<i32, Fd>,
+}
+
+impl Report {
+    pub fn parse(text: &str) -> Option<Report> {
+        let mut r = Report::default();
+        let mut complete = false;
+        for line in text.lines() {
+            let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+            match key {
+                "pid" => r.pid = rest.parse().ok()?,
+                "ppid" => r.ppid = rest.parse().ok()?,
+                "uid" => r.uid = rest.parse().ok()?,
+                "gid" => r.gid = rest.parse().ok()?,
+                "groups" => {
+                    r.groups = rest
+                        .split_whitespace()
+                        .filter_map(|g| g.parse().ok())
+                        .collect()
+                }
+                "cwd" => r.cwd = rest.to_string(),
+                "nofile" => r.nofile_soft = rest.split(' ').next()?.to_string(),
+                "pidfdid" => r.pidfdid = rest.to_string(),
+                "sigblk" => r.sigblk = u64::from_str_radix(rest, 16).ok()?,
+                "sigign" => r.sigign = u64::from_str_radix(rest, 16).ok()?,
+                "env" => {
+                    let (k, v) = rest.split_once('=')?;
+                    r.env.insert(k.to_string(), v.to_string());
+                }
+                "fd" => {
+                    let mut parts = rest.split(' ');
+                    let n: i32 = parts.next()?.parse().ok()?;
+                    let fields = parts
+                        .filter_map(|p| p.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    r.fds.insert(n, Fd { fields });
+                }
+                "end" => complete = true,
+                _ => {}
+            }
+        }
+        complete.then_some(r)
+    }
+
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.env.get(key).map(String::as_str)
+    }
+
+    pub fn fd(&self, n: i32) -> &Fd {
+        self.fds
+            .get(&n)
+            .unwrap_or_else(|| panic!("fd {n} not open in probe: {:#?}", self.fds))
+    }
+
+    /// Fds >= 3, in order.
+    pub fn passed_fds(&self) -> Vec<i32> {
+        self.fds.keys().copied().filter(|&n| n >= 3).collect()
+    }
+
+    /// Asserts the systemd protocol invariants for `n` sockets: fds 3..3+n
+    /// are sockets without CLOEXEC, nothing else >= 3 is open, and the
+    /// LISTEN_* variables say so for this very process.
+    #[track_caller]
+    pub fn assert_protocol(&self, names: &[&str]) {
+        let n = names.len() as i32;
+        assert_eq!(
+            self.passed_fds(),
+            (3..3 + n).collect::<Vec<_>>(),
+            "{self:#?}"
+        );
+        for fd in 3..3 + n {
+            let f = self.fd(fd);
+            assert!(f.is_socket(), "fd {fd} is not a socket: {f:?}");
+            assert_eq!(f.get("cloexec"), "0", "fd {fd} has CLOEXEC");
+        }
+        assert_eq!(self.env("LISTEN_FDS"), Some(n.to_string().as_str()));
+        assert_eq!(self.env("LISTEN_PID"), Some(self.pid.to_string().as_str()));
+        assert_eq!(self.env("LISTEN_FDNAMES"), Some(names.join(":").as_str()));
+        assert_eq!(self.env("LISTEN_FDS_FIRST_FD"), None);
+    }
+}
+
+/// A running gracewrap whose stderr is read line by line (to learn the
+/// addresses it printed) while it runs.
+pub struct Running {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    pub stderr_seen: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(cmd: &mut Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines: rx,
+            stderr_seen: Vec::new(),
+        }
+    }
+
+    /// The next stderr line that contains `needle`.
+    #[track_caller]
+    pub fn stderr_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no stderr line with {needle:?}; saw {:?}", self.stderr_seen),
+            }
+        }
+    }
+
+    /// The address of the next `listening on ADDR (fd N...)` line.
+    #[track_caller]
+    pub fn listening_addr(&mut self) -> String {
+        let line = self.stderr_line("listening on ");
+        let rest = line.split("listening on ").nth(1).unwrap();
+        rest.split(" (").next().unwrap().to_string()
+    }
+
+    /// Waits for exit; kills on timeout and fails.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        match wait_timeout(&mut self.child, DEADLINE) {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                panic!(
+                    "process did not exit in time; stderr {:?}",
+                    self.stderr_seen
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends an HTTP GET to `addr` and returns the body.
+#[track_caller]
+pub fn http_get(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.starts_with("HTTP/1."),
+        "not an HTTP response from {addr}: {resp:?}"
+    );
+    resp.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+/// A shell command line that exec's `argv` with everything quoted.
+pub fn sh_quote(argv: &[&str]) -> String {
+    argv.iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Makes `cmd`'s child start with `fd` duplicated at `target`, without
+/// CLOEXEC: how a caller hands gracewrap an inherited fd. `fd` must stay
+/// open until the child is spawned, and must not equal `target`.
+#[allow(unsafe_code)]
+pub fn with_fd_at(
+    cmd: &mut Command,
+    fd: std::os::fd::RawFd,
+    target: std::os::fd::RawFd,
+) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    assert_ne!(fd, target);
+    // SAFETY: dup2(2) is async-signal-safe and touches only the child's
+    // fd table.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Makes `cmd`'s child start with `sig` blocked, as a careless caller
+/// might hand it over.
+#[allow(unsafe_code)]
+pub fn with_blocked(cmd: &mut Command, sig: i32) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sigemptyset/sigaddset/sigprocmask are async-signal-safe and
+    // only change the child's mask.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, sig);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        })
+    }
+}
+
+/// Runs gracewrap with `args` in front of the probe and returns the report.
+#[track_caller]
+pub fn probe_report(args: &[&str]) -> Report {
+    let probe = probe();
+    let out = run(gracewrap(args).arg("--").arg(&probe));
+    out.expect_code(0);
+    out.report()
+}
