@@ -5,8 +5,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use anyhow::{Result, anyhow, bail};
 
@@ -93,21 +91,22 @@ fn prepare_and_exec(args: Args) -> Result<std::convert::Infallible> {
 }
 
 /// Two specs for the same address would fail with EADDRINUSE half-way;
-/// say so up front. Port 0 may repeat (each gets its own port).
+/// say so up front. Port 0 may repeat (each gets its own port). Sorting,
+/// not a pairwise scan: a thousand specs must stay cheap.
 fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
-    for (i, a) in specs.iter().enumerate() {
-        if a.wants_free_port() {
-            continue;
-        }
-        if specs[..i].iter().any(|b| b.addr == a.addr) {
-            let what = match a.addr {
-                Addr::Fd(fd) => format!("fd:{fd}"),
-                _ => String::from_utf8_lossy(&a.addr.to_bytes()).into_owned(),
-            };
-            return Err(UsageError(format!("{what} is given twice")));
-        }
+    let mut addrs: Vec<&Addr> = specs
+        .iter()
+        .filter(|s| !s.wants_free_port())
+        .map(|s| &s.addr)
+        .collect();
+    addrs.sort_unstable();
+    match addrs.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(UsageError(format!(
+            "{} is given twice",
+            String::from_utf8_lossy(&w[0].to_bytes())
+        ))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn take_fd(fd: RawFd) -> Result<OwnedFd> {
@@ -190,39 +189,71 @@ impl fmt::Display for ExecError {
 
 impl std::error::Error for ExecError {}
 
-/// Replaces this process with PROGRAM.
+/// Replaces this process with PROGRAM, searching PATH like execvp(3) (in
+/// the PATH PROGRAM will get, as env(1) does).
 ///
-/// `CommandExt::exec` rather than a raw execve(2): it searches PATH like
-/// execvp(3) and resets SIGPIPE, which the Rust runtime ignores, to its
-/// default. The rest of the signal state is reset in [`signals::reset_all`]
-/// unless `--keep-signals`.
+/// The environment is edited in place (gracewrap is single-threaded) and
+/// execvp(3) is called directly rather than through `std::process::Command`:
+/// std would reset SIGPIPE behind our back and copy the environment into a
+/// map first.
 fn exec(args: &Args, listen: &[(&'static str, String)]) -> anyhow::Error {
-    let mut cmd = Command::new(&args.program);
-    cmd.args(&args.args);
+    let copies: Vec<(&OsString, Option<OsString>)> = args
+        .setenv
+        .iter()
+        .map(|(name, value)| (name, value.clone().or_else(|| std::env::var_os(name))))
+        .collect();
     for var in LISTEN_VARS {
-        cmd.env_remove(var);
+        env::remove(var);
     }
-    cmd.envs(listen.iter().map(|(k, v)| (k, v)));
-    for (name, value) in &args.setenv {
-        match value {
-            Some(v) => {
-                cmd.env(name, v);
-            }
-            None => {
-                if let Some(v) = std::env::var_os(name) {
-                    cmd.env(name, v);
-                }
-            }
+    for (name, value) in listen {
+        env::set(name, value);
+    }
+    for (name, value) in copies {
+        if let Some(value) = value {
+            env::set(name, value);
         }
     }
-    if !args.keep_signals {
-        signals::reset_all();
-    }
-    let error = cmd.exec();
-    signals::ignore_sigpipe();
+    signals::prepare_for_exec(args.keep_signals);
+    let error = env::execvp(&args.program, &args.args);
+    signals::after_failed_exec();
     ExecError {
         program: args.program.clone(),
         error,
     }
     .into()
+}
+
+/// The few unsafe calls exec needs.
+#[allow(unsafe_code)]
+mod env {
+    use std::ffi::{CString, OsStr, OsString};
+    use std::io;
+    use std::os::unix::ffi::OsStrExt;
+
+    pub fn set(name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) {
+        // SAFETY: gracewrap has a single thread, so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var(name, value) }
+    }
+
+    pub fn remove(name: impl AsRef<OsStr>) {
+        // SAFETY: as in `set`.
+        unsafe { std::env::remove_var(name) }
+    }
+
+    /// execvp(3); returns only on failure.
+    pub fn execvp(program: &OsStr, args: &[OsString]) -> io::Error {
+        // Arguments come from argv, so they hold no NUL bytes.
+        let cstr = |s: &OsStr| CString::new(s.as_bytes()).unwrap_or_default();
+        let argv: Vec<CString> = std::iter::once(program)
+            .chain(args.iter().map(OsString::as_os_str))
+            .map(cstr)
+            .collect();
+        let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        // SAFETY: `argv` and `ptrs` outlive the call; `ptrs` is a
+        // NULL-terminated array of NUL-terminated strings.
+        unsafe { libc::execvp(argv[0].as_ptr(), ptrs.as_ptr()) };
+        io::Error::last_os_error()
+    }
 }

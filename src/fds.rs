@@ -8,13 +8,52 @@
 //! without moving; [`place`] still handles any arrangement.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 use rustix::io::{Errno, FdFlags, fcntl_dupfd_cloexec, fcntl_getfd, fcntl_setfd};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
 /// `SD_LISTEN_FDS_START` from sd-daemon.h.
 pub const FIRST: RawFd = 3;
+
+/// Opens /dev/null on any of fds 0-2 that is closed, as the Rust runtime
+/// would (gracewrap skips the runtime's start-up, see main.rs): otherwise a
+/// socket could land on fd 2 and an error message go into it.
+pub fn ensure_stdio() {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let fds: Vec<BorrowedFd<'static>> = (0..FIRST)
+        .map(|fd| {
+            // SAFETY: poll only looks at the numbers (POLLNVAL if closed).
+            unsafe { BorrowedFd::borrow_raw(fd) }
+        })
+        .collect();
+    let mut polls: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::empty()))
+        .collect();
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if poll(&mut polls, Some(&now)).is_err() {
+        return;
+    }
+    let closed: Vec<RawFd> = (0..FIRST)
+        .filter(|&i| polls[i as usize].revents().contains(PollFlags::NVAL))
+        .collect();
+    for _ in closed {
+        // open(2) returns the lowest free number, i.e. the closed one
+        // (they are handled in increasing order). Deliberately not
+        // CLOEXEC: PROGRAM gets it as its stdio.
+        if let Ok(fd) = rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR,
+            rustix::fs::Mode::empty(),
+        ) {
+            let _ = fd.into_raw_fd();
+        }
+    }
+}
 
 /// Borrows an fd number for a query (fcntl, getsockopt) that fails with
 /// EBADF if the number is not open.

@@ -1,27 +1,54 @@
-//! Signal state handed to PROGRAM.
+//! Signal state: what gracewrap itself needs, and what it hands to PROGRAM.
 //!
 //! execve(2) resets caught signals to their default action but keeps
 //! ignored ones and the blocked mask. gracewrap's callers leave all sorts of
-//! things there: the Rust runtime ignores SIGPIPE, glibc's posix_spawn(3)
-//! (used by Rust's `Command`, so by cargo-watch, watchexec, systemfd...)
-//! leaves its internal signals 32 and 33 ignored in the child, shells ignore
-//! SIGINT for background jobs. By default PROGRAM starts the way systemd
-//! starts a service: nothing blocked, every disposition default.
-//! `--keep-signals` passes the caller's mask and ignored signals through
-//! instead (like env(1) or nohup(1)); SIGPIPE is reset either way, because
-//! gracewrap cannot tell whether its caller ignored it.
+//! things there: glibc's posix_spawn(3) (used by Rust's `Command`, so by
+//! cargo-watch, watchexec, systemfd...) leaves its internal signals 32 and
+//! 33 ignored in the child, shells ignore SIGINT for background jobs, some
+//! runtimes block signals. By default PROGRAM starts the way systemd starts
+//! a service: nothing blocked, every disposition default. `--keep-signals`
+//! passes the caller's mask and dispositions through instead, like env(1)
+//! or nohup(1).
 #![allow(unsafe_code)]
 
-/// The kernel's signal count on Linux (`_NSIG`).
-const NSIG: u64 = 64;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Unblocks every signal and sets every ignored one back to SIG_DFL. Call
-/// right before exec: gracewrap is single-threaded and installs no handlers.
-///
-/// Raw rt_sigprocmask/rt_sigaction are used because glibc's wrappers
-/// refuse to touch its internal signals (32, 33), which are exactly the
-/// ones posix_spawn(3) leaves ignored.
-pub fn reset_all() {
+// MIPS and Alpha put `sa_flags` first; `KernelSigaction` below would be
+// wrong there.
+#[cfg(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "mips32r6",
+    target_arch = "mips64r6"
+))]
+compile_error!("signals.rs: the kernel sigaction layout differs on MIPS");
+
+/// The kernel's signal count on Linux (`_NSIG`).
+const NSIG: i32 = 64;
+
+/// Whether our caller left SIGPIPE ignored (restored for `--keep-signals`).
+static SIGPIPE_WAS_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Called first thing in `main`: ignores SIGPIPE, so that writing a message
+/// to a closed pipe fails with EPIPE instead of killing gracewrap before it
+/// can exit with the documented status. Remembers what the caller had.
+pub fn startup() {
+    let old = sigaction(libc::SIGPIPE, Some(libc::SIG_IGN));
+    SIGPIPE_WAS_IGNORED.store(old == Some(libc::SIG_IGN), Ordering::Relaxed);
+}
+
+/// The signal state PROGRAM starts with. Call right before exec;
+/// gracewrap is single-threaded here and has installed no handlers.
+pub fn prepare_for_exec(keep: bool) {
+    if keep {
+        let pipe = if SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed) {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        sigaction(libc::SIGPIPE, Some(pipe));
+        return;
+    }
     let empty: u64 = 0;
     // SAFETY: rt_sigprocmask(SIG_SETMASK, &set, NULL, sizeof set) reads
     // `empty` (8 bytes = _NSIG/8) and writes nothing.
@@ -34,46 +61,59 @@ pub fn reset_all() {
             8usize,
         );
     }
-    let ignored = ignored_set().unwrap_or(u64::MAX);
     for sig in 1..=NSIG {
-        if ignored & (1 << (sig - 1)) != 0 {
-            set_default(sig as i32);
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            sigaction(sig, Some(libc::SIG_DFL));
         }
     }
 }
 
-/// Ignores SIGPIPE again after a failed exec (std's exec resets it), so
-/// that the error message going to a closed pipe cannot kill gracewrap
-/// before it exits with the documented status.
-pub fn ignore_sigpipe() {
-    // SAFETY: SIG_IGN installs no code.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+/// After a failed exec: ignore SIGPIPE again for the error message.
+pub fn after_failed_exec() {
+    sigaction(libc::SIGPIPE, Some(libc::SIG_IGN));
 }
 
-fn set_default(sig: i32) {
-    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-        return;
-    }
-    // An all-zero kernel `struct sigaction` is SIG_DFL with no flags and an
-    // empty mask, whatever the architecture's field order; 32 bytes cover
-    // the largest layout.
-    let act = [0u64; 4];
-    // SAFETY: rt_sigaction(sig, &act, NULL, 8) reads `act` and writes
-    // nothing; SIG_DFL installs no code.
-    unsafe {
+/// The kernel's `struct sigaction` for x86-64, aarch64 and most other Linux
+/// ports: handler, flags, restorer, mask. Only SIG_DFL/SIG_IGN are ever
+/// installed, so no restorer is needed.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Raw rt_sigaction(2): sets `sig` to `handler` (SIG_DFL or SIG_IGN) if
+/// given, and returns the previous handler. Raw because glibc's wrapper
+/// refuses its internal signals 32 and 33, which are exactly the ones
+/// posix_spawn(3) leaves ignored.
+fn sigaction(sig: i32, handler: Option<libc::sighandler_t>) -> Option<libc::sighandler_t> {
+    let new = handler.map(|handler| KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    });
+    let mut old = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    let new_ptr = new
+        .as_ref()
+        .map_or(std::ptr::null(), |n| n as *const KernelSigaction);
+    // SAFETY: both pointers are valid for the call (or NULL); the handler
+    // is SIG_DFL or SIG_IGN, so no code of ours is installed.
+    let rc = unsafe {
         libc::syscall(
             libc::SYS_rt_sigaction,
             sig,
-            act.as_ptr(),
-            std::ptr::null_mut::<u64>(),
+            new_ptr,
+            &mut old as *mut KernelSigaction,
             8usize,
-        );
-    }
-}
-
-/// SigIgn from /proc/self/status: one read instead of 64 queries.
-fn ignored_set() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
-    u64::from_str_radix(hex.trim(), 16).ok()
+        )
+    };
+    (rc == 0).then_some(old.handler)
 }

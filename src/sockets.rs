@@ -118,8 +118,15 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
         }
         other => other,
     };
-    let shown = describe_inet(proto, &addr);
-    let fail = |what: &str, e: Errno| anyhow!("cannot {what} {shown}: {}", reason(e));
+    // Described only on failure: formatting an address costs more than the
+    // four syscalls that bind it, and a thousand of them add up.
+    let fail = |what: &str, e: Errno| {
+        anyhow!(
+            "cannot {what} {}: {}",
+            describe_inet(proto, &addr),
+            reason(e)
+        )
+    };
     let fd = fd.map_err(|e| fail("create a socket for", e))?;
     if proto == Proto::Tcp {
         sockopt::set_socket_reuseaddr(&fd, true).map_err(|e| fail("set SO_REUSEADDR on", e))?;
@@ -152,8 +159,8 @@ fn unix_type(kind: UnixKind) -> SocketType {
 }
 
 fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
-    let shown = describe_unix(kind, path);
-    let fail = |what: &str, e: Errno| anyhow!("cannot {what} {shown}: {}", reason(e));
+    let shown = || describe_unix(kind, path);
+    let fail = |what: &str, e: Errno| anyhow!("cannot {what} {}: {}", shown(), reason(e));
     let addr = match path {
         UnixPath::File(p) => SocketAddrUnix::new(p.as_os_str()),
         UnixPath::Abstract(name) => SocketAddrUnix::new_abstract_name(name),
@@ -170,11 +177,13 @@ fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
         Ok(()) => {}
         Err(Errno::ADDRINUSE) => match path {
             UnixPath::File(p) => {
-                replace_stale(kind, p, &addr).with_context(|| format!("cannot bind {shown}"))?;
+                replace_stale(kind, p, &addr)
+                    .with_context(|| format!("cannot bind {}", shown()))?;
                 bind(&fd, &addr).map_err(|e| fail("bind", e))?;
             }
             UnixPath::Abstract(_) => bail!(
-                "cannot bind {shown}: address already in use (an abstract name is never stale: another process holds it)"
+                "cannot bind {}: address already in use (an abstract name is never stale: another process holds it)",
+                shown()
             ),
         },
         Err(e) => return Err(fail("bind", e)),

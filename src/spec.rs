@@ -16,6 +16,7 @@
 //! | `8080`, `1.2.3.4:80`, `[::1]:80`, `/path`, `./path`, `@name` | systemd-socket-activate's bare forms |
 //! | `tcp::127.0.0.1:80`, `unix::/path` | systemfd's `TYPE::VALUE` spelling |
 
+use std::borrow::Cow;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -29,7 +30,7 @@ pub const NAME_MAX: usize = 255;
 pub const UNIX_PATH_MAX: usize = 107;
 
 /// One parsed `--listen` argument.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Spec {
     /// The socket's name in `LISTEN_FDNAMES`, if the user gave one.
     pub name: Option<String>,
@@ -40,7 +41,7 @@ pub struct Spec {
 }
 
 /// The address part of a spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Addr {
     /// `tcp*:` and `udp*:`.
     Inet {
@@ -56,14 +57,14 @@ pub enum Addr {
 }
 
 /// Transport protocol of an inet spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Proto {
     Tcp,
     Udp,
 }
 
 /// Which address family the TYPE asked for: `tcp:` (either), `tcp4:`, `tcp6:`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Family {
     Any,
     V4,
@@ -71,7 +72,7 @@ pub enum Family {
 }
 
 /// The HOST part of an inet spec.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Host {
     /// Empty host: all interfaces.
     Unspecified,
@@ -83,7 +84,7 @@ pub enum Host {
 }
 
 /// Socket type of a unix spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UnixKind {
     Stream,
     Dgram,
@@ -91,7 +92,7 @@ pub enum UnixKind {
 }
 
 /// Where a unix socket lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UnixPath {
     /// A filesystem path (absolute or relative), as raw bytes.
     File(OsString),
@@ -100,14 +101,14 @@ pub enum UnixPath {
 }
 
 /// IPv6 socket mode chosen with `v6only` / `dualstack`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum V6Mode {
     V6Only,
     DualStack,
 }
 
 /// Per-socket options (`,backlog=N,reuseport,...`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Opts {
     /// `backlog=N`: listen(2) backlog. Default: as large as the kernel allows.
     pub backlog: Option<u32>,
@@ -297,25 +298,38 @@ fn split_name(bytes: &[u8]) -> (Option<&[u8]>, &[u8]) {
 }
 
 /// Splits the address from the comma-separated options. In the address,
-/// `\,` stands for a literal comma (unix paths may contain commas).
-fn split_options(bytes: &[u8]) -> (Vec<u8>, Vec<&[u8]>) {
-    let mut addr = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if bytes.get(i + 1) == Some(&b',') => {
-                addr.push(b',');
-                i += 2;
+/// `\,` stands for a literal comma (unix paths may contain commas); the
+/// address is only copied when it holds one.
+fn split_options(bytes: &[u8]) -> (Cow<'_, [u8]>, Vec<&[u8]>) {
+    let mut end = 0;
+    let mut escaped = false;
+    while end < bytes.len() {
+        match bytes[end] {
+            b'\\' if bytes.get(end + 1) == Some(&b',') => {
+                escaped = true;
+                end += 2;
             }
             b',' => break,
-            b => {
-                addr.push(b);
-                i += 1;
-            }
+            _ => end += 1,
         }
     }
-    let opts = if i < bytes.len() {
-        bytes[i + 1..].split(|&b| b == b',').collect()
+    let addr = &bytes[..end];
+    let addr = if escaped {
+        let mut out = Vec::with_capacity(addr.len());
+        let mut i = 0;
+        while i < addr.len() {
+            if addr[i] == b'\\' && addr.get(i + 1) == Some(&b',') {
+                i += 1;
+            }
+            out.push(addr[i]);
+            i += 1;
+        }
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(addr)
+    };
+    let opts = if end < bytes.len() {
+        bytes[end + 1..].split(|&b| b == b',').collect()
     } else {
         Vec::new()
     };

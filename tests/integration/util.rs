@@ -422,22 +422,25 @@ pub fn sh_quote(argv: &[&str]) -> String {
         .join(" ")
 }
 
-/// Makes `cmd`'s child start with `fd` duplicated at `target`, without
-/// CLOEXEC: how a caller hands gracewrap an inherited fd. `fd` must stay
-/// open until the child is spawned, and must not equal `target`.
+/// Makes `cmd`'s child start with a copy of `fd` at `target`, without
+/// CLOEXEC: how a caller hands gracewrap an inherited fd.
 #[allow(unsafe_code)]
 pub fn with_fd_at(
     cmd: &mut Command,
-    fd: std::os::fd::RawFd,
+    fd: impl std::os::fd::AsFd,
     target: std::os::fd::RawFd,
 ) -> &mut Command {
+    use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
-    assert_ne!(fd, target);
+    // A private copy far above any target, owned by the closure: the
+    // original's number may be anything (other tests run in parallel),
+    // even `target` itself, where dup2 would keep CLOEXEC.
+    let copy = rustix::io::fcntl_dupfd_cloexec(fd, 1000).expect("dup");
     // SAFETY: dup2(2) is async-signal-safe and touches only the child's
     // fd table.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, target) < 0 {
+            if libc::dup2(copy.as_raw_fd(), target) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# benches/overhead.sh - what does putting gracewrap in front of a program cost?
+#
+# Times, side by side in one run (round-robin, so drift hits all alike):
+#   self        a program that binds its own sockets and exits (no wrapper)
+#   yardstick   a minimal static C exec wrapper: bind, dup2 to 3.., setenv,
+#               execvp (benches/yardstick.c) - the floor for any exec wrapper
+#   gracewrap   the static build (-C target-feature=+crt-static)
+#   gracewrap   the default (dynamically linked) release build
+#   systemd-socket-activate   (waits for a first connection: the driver
+#               connects to trigger it, and that connect is counted)
+#   systemfd    (cargo install systemfd, into target/bench-tools)
+# each with PROGRAM = /bin/true, for 1 and for 1000 TCP listeners on
+# 127.0.0.1, and prints median microseconds and ratios. Then gracewrap's
+# private memory (RssAnon) at the moment it calls execve, read with gdb.
+#
+# Targets (issue 2): static within 1.10x of the yardstick, default build
+# within 1.50x, both below systemd-socket-activate and systemfd; RssAnon
+# before exec under 512 kB with 1000 sockets.
+#
+# Usage: benches/overhead.sh [RUNS]    (default 2000; a tenth for 1000 sockets)
+# Needs: cargo, gcc with static glibc (libc6-dev); optional: gdb,
+# systemd (systemd-socket-activate), network access for cargo install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=${1:-2000}
+out=target/bench
+mkdir -p "$out"
+
+echo "building..." >&2
+cargo build --quiet --release
+RUSTFLAGS="-C target-feature=+crt-static" \
+	cargo build --quiet --release --target x86_64-unknown-linux-gnu --target-dir target/static
+dyn=$PWD/target/release/gracewrap
+static=$PWD/target/static/x86_64-unknown-linux-gnu/release/gracewrap
+gcc -O2 -Wall -o "$out/spawn" benches/spawn.c
+gcc -O2 -Wall -static -o "$out/yardstick" benches/yardstick.c 2>/dev/null
+
+ssa=$(command -v systemd-socket-activate || true)
+systemfd=$(command -v systemfd || true)
+if [[ -z $systemfd ]]; then
+	systemfd=$PWD/target/bench-tools/bin/systemfd
+	if [[ ! -x $systemfd ]]; then
+		echo "installing systemfd into target/bench-tools (cargo install)..." >&2
+		cargo install --quiet systemfd --root target/bench-tools >&2 || systemfd=
+	fi
+fi
+
+# Free ports on 127.0.0.1 for COUNT consecutive listeners, per tool.
+port_base() { echo $((20000 + $1 * 1100)); }
+
+specs() { # FORMAT COUNT BASE: one listen argument per port
+	local fmt=$1 n=$2 base=$3 i
+	for ((i = 0; i < n; i++)); do printf -- "$fmt " $((base + i)); done
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+declare -A median
+bench() { # COUNT RUNS
+	local n=$1 runs=$2 labels=() cmds=() b
+	b=$(port_base 0); labels+=(self); cmds+=("$out/yardstick --self $n $b")
+	b=$(port_base 1); labels+=(yardstick); cmds+=("$out/yardstick $n $b /bin/true")
+	b=$(port_base 2); labels+=(gracewrap-static); cmds+=("$static $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
+	b=$(port_base 3); labels+=(gracewrap); cmds+=("$dyn $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
+	if [[ -n $ssa ]]; then
+		b=$(port_base 4); labels+=(systemd-socket-activate)
+		cmds+=("@$b $ssa $(specs '-l 127.0.0.1:%d' "$n" "$b")/bin/true")
+	fi
+	if [[ -n $systemfd ]]; then
+		b=$(port_base 5); labels+=(systemfd)
+		cmds+=("$systemfd --quiet $(specs '-s tcp::127.0.0.1:%d' "$n" "$b")-- /bin/true")
+	fi
+	mapfile -t results < <("$out/spawn" "$runs" "${cmds[@]}")
+	printf '\n%d listener(s), %d runs each, PROGRAM=/bin/true\n' "$n" "$runs"
+	printf '%-26s %10s %10s %10s %12s\n' tool median_us p90_us "x self" "x yardstick"
+	local i med p90 self yard
+	read -r self _ <<<"${results[0]}"
+	read -r yard _ <<<"${results[1]}"
+	for i in "${!labels[@]}"; do
+		read -r med _ p90 <<<"${results[$i]}"
+		median[${labels[$i]}-$n]=$med
+		printf '%-26s %10s %10s %10s %12s\n' "${labels[$i]}" "$med" "$p90" "$(ratio "$med" "$self")" "$(ratio "$med" "$yard")"
+	done
+}
+
+bench 1 "$runs"
+bench 1000 $((runs / 10))
+
+check() { # LABEL VALUE OP LIMIT
+	if awk -v v="$2" -v l="$4" "BEGIN { exit !(v $3 l) }"; then
+		printf 'PASS  %s: %s %s %s\n' "$1" "$2" "$3" "$4"
+	else
+		printf 'FAIL  %s: %s, target %s %s\n' "$1" "$2" "$3" "$4"
+	fi
+}
+
+echo
+echo "targets:"
+for n in 1 1000; do
+	yard=${median[yardstick-$n]}
+	check "static/yardstick, $n socket(s)" "$(ratio "${median[gracewrap-static-$n]}" "$yard")" "<=" 1.10
+	check "default/yardstick, $n socket(s)" "$(ratio "${median[gracewrap-$n]}" "$yard")" "<=" 1.50
+	for other in systemd-socket-activate systemfd; do
+		[[ -n ${median[$other-$n]:-} ]] || { echo "SKIP  $other not available"; continue; }
+		check "default below $other, $n socket(s) (us)" "${median[gracewrap-$n]}" "<" "${median[$other-$n]}"
+	done
+done
+
+# Private memory at the moment gracewrap calls execve(2): gdb stops at the
+# syscall and reads /proc/PID/status (total RSS is mostly shared libc pages).
+rss() { # BINARY COUNT
+	gdb -q -batch -ex 'set startup-with-shell off' -ex 'catch syscall execve' -ex run \
+		-ex 'python import gdb; s = open("/proc/%d/status" % gdb.selected_inferior().pid).read(); print(" ".join(l.split()[1] for l in s.splitlines() if l.startswith(("RssAnon", "VmRSS"))))' \
+		--args "$1" $(specs '-l tcp:127.0.0.1:%d' "$2" "$(port_base 6)") -- /bin/true 2>/dev/null | tail -1
+}
+echo
+if command -v gdb >/dev/null; then
+	echo "memory just before execve (kB):"
+	printf '%-26s %10s %10s\n' build RssAnon VmRSS
+	for build in static dyn; do
+		for n in 1 1000; do
+			read -r vmrss rssanon <<<"$(rss "${!build}" "$n")"
+			printf '%-26s %10s %10s\n' "$build, $n socket(s)" "$rssanon" "$vmrss"
+			[[ $n == 1000 ]] && check "RssAnon $build, 1000 sockets (kB)" "$rssanon" "<" 512
+		done
+	done
+else
+	echo "SKIP  memory: gdb not installed (apt-get install gdb)"
+fi
+echo
+echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
