@@ -24,6 +24,10 @@
 //! sockets with `pid <pid> fd <n>\n` (an HTTP response when the request
 //! looks like one), and datagrams with the same text, until killed.
 //!
+//! As the per-connection program of `--accept`: `answer` writes
+//! `pid P listen_pid L listen_fds N names X` to the connection at fd 3 and
+//! exits; `hold` does the same, then waits for the peer to close.
+//!
 //! Built with `#![no_main]` so that the Rust runtime does not set SIGPIPE
 //! to SIG_IGN before the report is taken: `sigign` must show what the
 //! caller handed over, not what std did.
@@ -41,6 +45,11 @@ use rustix::net::{SocketAddrUnix, SocketType, getsockname, sockopt};
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("answer") => return answer(false),
+        Some("hold") => return answer(true),
+        _ => {}
+    }
     let report = report();
     match std::env::var_os("PROBE_REPORT") {
         Some(path) => {
@@ -183,6 +192,11 @@ fn describe(fd: BorrowedFd<'_>) -> String {
                     u8::from(sockopt::socket_reuseport(fd).unwrap_or(false))
                 );
                 (fam.to_string(), format!("{inet}{v6only}{reuse}"))
+            } else if a.address_family() == rustix::net::AddressFamily::VSOCK {
+                // struct sockaddr_vm: family, reserved, port, cid.
+                // SAFETY: the kernel filled a whole sockaddr_vm.
+                let vm = unsafe { std::ptr::read_unaligned(a.as_ptr().cast::<[u32; 3]>()) };
+                ("vsock".to_string(), format!("{}:{}", vm[2], vm[1]))
             } else if let Ok(unix) = SocketAddrUnix::try_from(a) {
                 let addr = if let Some(name) = unix.abstract_name() {
                     format!("@{}", name.escape_ascii())
@@ -205,6 +219,27 @@ fn describe(fd: BorrowedFd<'_>) -> String {
         addr
     };
     format!("kind=socket type={ty} family={family} addr={addr} listening={listening}")
+}
+
+/// `answer` / `hold`: identify ourselves on the connection at fd 3.
+fn answer(hold: bool) -> i32 {
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| "-".into());
+    let line = format!(
+        "pid {} listen_pid {} listen_fds {} names {}\n",
+        std::process::id(),
+        var("LISTEN_PID"),
+        var("LISTEN_FDS"),
+        var("LISTEN_FDNAMES")
+    );
+    let conn = borrow(3);
+    if rustix::io::write(conn, line.as_bytes()).is_err() {
+        return 1;
+    }
+    if hold {
+        let mut buf = [0u8; 256];
+        while matches!(rustix::io::read(conn, &mut buf), Ok(n) if n > 0) {}
+    }
+    0
 }
 
 /// Answers on every passed socket until killed: one thread per socket.

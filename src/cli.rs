@@ -7,7 +7,8 @@
 use std::ffi::OsString;
 use std::fmt;
 
-use crate::spec::Spec;
+use crate::msg::quote;
+use crate::spec::{Spec, UnixKind, check_name};
 
 /// What the command line asked for.
 #[derive(Debug)]
@@ -17,11 +18,34 @@ pub enum Parsed {
     Run(Args),
 }
 
+/// What happens to inherited sockets no `--listen` asked for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Inherited {
+    /// Passed on at their positions (the default, as systemd-socket-activate).
+    #[default]
+    Pass,
+    /// Closed; the rest are compacted.
+    Drop,
+}
+
 /// Everything needed to run PROGRAM, as the user wrote it.
 #[derive(Debug, Default)]
 pub struct Args {
-    /// `--listen` specs in command-line order.
+    /// `--listen` specs in command-line order (bare forms already retyped
+    /// by `--datagram`/`--seqpacket`).
     pub listen: Vec<Spec>,
+    /// `--fdname`: names for the passed sockets in fd order.
+    pub fdnames: Option<Vec<String>>,
+    /// `--inherited=pass|drop`.
+    pub inherited: Inherited,
+    /// `--accept`: one PROGRAM per connection.
+    pub accept: bool,
+    /// `--max-connections`: concurrent children in accept mode.
+    pub max_connections: usize,
+    /// `--inetd`: the socket (or connection) on stdin and stdout.
+    pub inetd: bool,
+    /// `--lazy`: exec only when the first connection or datagram arrives.
+    pub lazy: bool,
     /// `--setenv NAME[=VALUE]`; `None` copies our own value.
     pub setenv: Vec<(OsString, Option<OsString>)>,
     /// `--no-pid`: leave `LISTEN_PID` (and `LISTEN_PIDFDID`) unset.
@@ -55,28 +79,38 @@ impl From<lexopt::Error> for UsageError {
     }
 }
 
+/// `--max-connections` default: systemd-socket-proxyd's `--connections-max`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
 /// Variables gracewrap owns: removed from the inherited environment and
 /// never settable with `--setenv`.
-pub const LISTEN_VARS: [&str; 5] = [
+pub const LISTEN_VARS: [&str; 6] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "LISTEN_PIDFDID",
     "LISTEN_FDS_FIRST_FD",
+    crate::inherit::HANDOFF_VAR,
 ];
 
 pub const HELP: &str = "\
 gracewrap - bind listening sockets, hand them over at fd 3.. the systemd way, exec PROGRAM
 
-Usage: gracewrap [OPTIONS] --listen [NAME=]SPEC [--listen ...] [--] PROGRAM [ARGS...]
+Usage: gracewrap [OPTIONS] [--listen [NAME=]SPEC ...] [--] PROGRAM [ARGS...]
        gracewrap -h | --help | -V | --version
 
 Options (parsing stops at PROGRAM):
-  -l, --listen [NAME=]SPEC  bind a socket; repeat for more. They land at fd 3, 4, ...
-                            in command-line order. NAME goes into LISTEN_FDNAMES
-                            (sockets without one are named 'unknown')
+  -l, --listen [NAME=]SPEC  bind a socket; repeat for more. Inherited sockets (LISTEN_FDS
+                            for our pid) keep fds 3.. and their names; an inherited
+                            socket that matches SPEC (by NAME, else by address) is
+                            reused, the others are bound and follow in command-line
+                            order. NAME goes into LISTEN_FDNAMES ('unknown' if none)
+      --inherited=pass|drop pass inherited sockets no --listen asked for on (default),
+                            or close them and renumber the rest
   -E, --setenv NAME[=VALUE] set a variable for PROGRAM; a bare NAME copies ours
                             (the rest of the environment passes through anyway)
+      --environment ...     the same (systemd-socket-activate's old name)
+      --fdname NAME[:NAME]  name the passed sockets in fd order (one name: all of them)
       --no-pid              do not set LISTEN_PID/LISTEN_PIDFDID (for programs behind
                             an extra fork; libsystemd then ignores the sockets)
       --keep-fds            keep other inherited fds >= 3 open (default: close them)
@@ -87,6 +121,19 @@ Options (parsing stops at PROGRAM):
   -h, --help                print this help and exit
   -V, --version             print the version and exit
 
+systemd-socket-activate compatibility:
+  -d, --datagram            bare SPECs (8080, /path) make datagram sockets
+      --seqpacket           bare unix SPECs make seqpacket sockets
+  -a, --accept              stay resident, accept connections, run PROGRAM once per
+                            connection with it at fd 3 (LISTEN_FDNAMES=connection)
+      --max-connections N   at most N PROGRAMs at once in --accept mode (default 256);
+                            further connections wait in the backlog
+      --inetd               the socket (with --accept: the connection) on stdin and
+                            stdout instead of fd 3; no LISTEN_* variables
+      --lazy                wait for the first connection or datagram, then exec
+                            (systemd-socket-activate's default; gracewrap's is at once)
+      --now                 exec at once (the default; accepted for compatibility)
+
 SPEC ([NAME=]TYPE:ADDRESS[,OPTION...]):
   tcp:HOST:PORT       TCP; HOST: IPv4, [IPv6] or [IPv6%iface], localhost, or empty
   tcp4:HOST:PORT      (tcp::8080 = [::] dual-stack, or 0.0.0.0 without IPv6;
@@ -95,7 +142,10 @@ SPEC ([NAME=]TYPE:ADDRESS[,OPTION...]):
   unix:PATH           unix stream socket; PATH absolute or relative, @NAME abstract
   unixgram:PATH       unix datagram socket
   unixpacket:PATH     unix seqpacket socket (alias seqpacket:)
+  vsock:CID:PORT      AF_VSOCK stream (vsock-dgram:, vsock-seqpacket:); CID a number,
+                      any (or empty), hypervisor, local or host
   fd:N                an fd gracewrap already has open, passed on without rebinding
+  inherit:NAME        the inherited socket(s) named NAME; an error if there is none
   8080, 1.2.3.4:80, [::1]:80, /path, ./path, @name
                       systemd-socket-activate's forms (tcp, or unix stream)
   PORT 0 binds a free port and prints the real address. Hostnames other than
@@ -119,25 +169,70 @@ See gracewrap(1) for details.
 pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Parsed, UsageError> {
     use lexopt::prelude::*;
 
-    let mut args = Args::default();
+    let mut args = Args {
+        max_connections: DEFAULT_MAX_CONNECTIONS,
+        ..Args::default()
+    };
+    // (spec, written in a bare form) until --datagram/--seqpacket are known.
+    let mut listen: Vec<(Spec, bool, OsString)> = Vec::new();
+    let (mut datagram, mut seqpacket, mut now, mut max_given) = (false, false, false, false);
     let mut command: Vec<OsString> = Vec::new();
     let mut parser = lexopt::Parser::from_args(argv);
     while let Some(arg) = parser.next()? {
         match arg {
             Short('l') | Long("listen") => {
                 let value = parser.value()?;
-                let spec = Spec::parse(&value).map_err(|e| {
-                    UsageError(format!(
-                        "invalid --listen {}: {e}",
-                        crate::msg::quote(&value)
-                    ))
-                })?;
-                args.listen.push(spec);
+                let (spec, bare) = Spec::parse_form(&value)
+                    .map_err(|e| UsageError(format!("invalid --listen {}: {e}", quote(&value))))?;
+                listen.push((spec, bare, value));
             }
-            Short('E') | Long("setenv") => {
+            Short('E') | Long("setenv") | Long("environment") => {
                 let value = parser.value()?;
                 args.setenv.push(parse_setenv(value)?);
             }
+            Long("fdname") => {
+                let value = parser.value()?;
+                let names = value
+                    .as_encoded_bytes()
+                    .split(|&b| b == b':')
+                    .map(|n| check_name(n).map(str::to_owned))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| UsageError(format!("invalid --fdname {}: {e}", quote(&value))))?;
+                args.fdnames.get_or_insert_with(Vec::new).extend(names);
+            }
+            Long("inherited") => {
+                let value = parser.value()?;
+                args.inherited = match value.to_str() {
+                    Some("pass") => Inherited::Pass,
+                    Some("drop") => Inherited::Drop,
+                    _ => {
+                        return Err(UsageError(format!(
+                            "invalid --inherited {}: expected pass or drop",
+                            quote(&value)
+                        )));
+                    }
+                };
+            }
+            Long("max-connections") => {
+                let value = parser.value()?;
+                args.max_connections = value
+                    .to_str()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        UsageError(format!(
+                            "invalid --max-connections {}: expected a number of at least 1",
+                            quote(&value)
+                        ))
+                    })?;
+                max_given = true;
+            }
+            Short('d') | Long("datagram") => datagram = true,
+            Long("seqpacket") => seqpacket = true,
+            Short('a') | Long("accept") => args.accept = true,
+            Long("inetd") => args.inetd = true,
+            Long("lazy") => args.lazy = true,
+            Long("now") => now = true,
             Long("no-pid") => args.no_pid = true,
             Long("keep-fds") => args.keep_fds = true,
             Long("keep-signals") => args.keep_signals = true,
@@ -150,6 +245,60 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             }
             _ => return Err(arg.unexpected().into()),
         }
+    }
+    let conflicts = [
+        (
+            datagram && seqpacket,
+            "--datagram and --seqpacket cannot be combined",
+        ),
+        (
+            datagram && args.accept,
+            "--datagram cannot be combined with --accept (datagram sockets do not accept connections)",
+        ),
+        (now && args.accept, "--now cannot be combined with --accept"),
+        (now && args.lazy, "--now and --lazy cannot be combined"),
+        (
+            args.lazy && args.accept,
+            "--lazy cannot be combined with --accept",
+        ),
+        (
+            max_given && !args.accept,
+            "--max-connections applies only to --accept",
+        ),
+        (
+            args.inetd && !args.accept && listen.len() > 1,
+            "--inetd without --accept takes exactly one socket",
+        ),
+        (
+            args.fdnames.is_some() && listen.iter().any(|(s, _, _)| s.name.is_some()),
+            "name sockets either with NAME= in --listen or with --fdname, not both",
+        ),
+    ];
+    if let Some((_, msg)) = conflicts.iter().find(|(bad, _)| *bad) {
+        return Err(UsageError((*msg).to_string()));
+    }
+    let kind = if datagram {
+        Some(UnixKind::Dgram)
+    } else if seqpacket {
+        Some(UnixKind::Seqpacket)
+    } else {
+        None
+    };
+    for (spec, bare, text) in listen {
+        args.listen.push(match kind {
+            Some(kind) if bare => spec.retype(kind).map_err(|e| {
+                let flag = if datagram {
+                    "--datagram"
+                } else {
+                    "--seqpacket"
+                };
+                UsageError(format!(
+                    "invalid --listen {} with {flag}: {e}",
+                    quote(&text)
+                ))
+            })?,
+            _ => spec,
+        });
     }
     let mut command = command.into_iter();
     args.program = command
@@ -176,7 +325,7 @@ fn parse_setenv(value: OsString) -> Result<(OsString, Option<OsString>), UsageEr
     if name.is_empty() {
         return Err(UsageError(format!(
             "invalid --setenv {}: empty variable name",
-            crate::msg::quote(&value)
+            quote(&value)
         )));
     }
     if let Some(var) = LISTEN_VARS.iter().find(|v| v.as_bytes() == name) {
@@ -251,6 +400,41 @@ mod tests {
     }
 
     #[test]
+    fn systemd_socket_activate_options() {
+        let a = run(&["-d", "-l", "8080", "-l", "/run/x", "-l", "tcp::81", "p"]);
+        let texts: Vec<String> = a.listen.iter().map(|s| s.to_string()).collect();
+        assert_eq!(texts, ["udp::8080", "unixgram:/run/x", "tcp::81"]);
+        let a = run(&["-l", "@x", "--seqpacket", "p"]);
+        assert_eq!(a.listen[0].to_string(), "unixpacket:@x");
+        let a = run(&[
+            "-a",
+            "--inetd",
+            "--max-connections",
+            "3",
+            "-l",
+            "1",
+            "-l",
+            "2",
+            "p",
+        ]);
+        assert!(a.accept && a.inetd);
+        assert_eq!(a.max_connections, 3);
+        assert_eq!(
+            run(&["-l", "1", "p"]).max_connections,
+            DEFAULT_MAX_CONNECTIONS
+        );
+        let a = run(&["--fdname=a:b", "--fdname", "c", "--fdname=", "-l", "1", "p"]);
+        assert_eq!(
+            a.fdnames,
+            Some(vec!["a".into(), "b".into(), "c".into(), "".into()])
+        );
+        assert!(run(&["--lazy", "-l", "1", "p"]).lazy);
+        assert!(!run(&["--now", "-l", "1", "p"]).lazy);
+        assert_eq!(run(&["--inherited=drop", "p"]).inherited, Inherited::Drop);
+        assert_eq!(run(&["--environment", "A=1", "p"]).setenv.len(), 1);
+    }
+
+    #[test]
     fn help_and_version_are_values() {
         assert!(matches!(parse(["-h"]), Ok(Parsed::Help)));
         assert!(matches!(parse(["--help", "x"]), Ok(Parsed::Help)));
@@ -278,6 +462,58 @@ mod tests {
             usage(&["-E", "LISTEN_FDS=9", "p"]),
             "--setenv cannot set LISTEN_FDS: gracewrap sets it"
         );
+        for (argv, msg) in [
+            (
+                &["-d", "--seqpacket", "p"][..],
+                "--datagram and --seqpacket cannot be combined",
+            ),
+            (
+                &["-d", "-a", "p"][..],
+                "--datagram cannot be combined with --accept (datagram sockets do not accept connections)",
+            ),
+            (
+                &["--now", "-a", "p"][..],
+                "--now cannot be combined with --accept",
+            ),
+            (
+                &["--now", "--lazy", "p"][..],
+                "--now and --lazy cannot be combined",
+            ),
+            (
+                &["--lazy", "-a", "p"][..],
+                "--lazy cannot be combined with --accept",
+            ),
+            (
+                &["--max-connections", "5", "p"][..],
+                "--max-connections applies only to --accept",
+            ),
+            (
+                &["--max-connections", "0", "-a", "p"][..],
+                "invalid --max-connections 0: expected a number of at least 1",
+            ),
+            (
+                &["--inetd", "-l", "1", "-l", "2", "p"][..],
+                "--inetd without --accept takes exactly one socket",
+            ),
+            (
+                &["--fdname", "a", "-l", "x=1", "p"][..],
+                "name sockets either with NAME= in --listen or with --fdname, not both",
+            ),
+            (
+                &["--fdname", "a:b:c\x01", "p"][..],
+                "invalid --fdname \"a:b:c\\u{1}\": name contains the byte 0x01; only printable ASCII is allowed",
+            ),
+            (
+                &["--inherited", "keep", "p"][..],
+                "invalid --inherited keep: expected pass or drop",
+            ),
+            (
+                &["--seqpacket", "-l", "8080", "p"][..],
+                "invalid --listen 8080 with --seqpacket: --seqpacket applies only to unix sockets",
+            ),
+        ] {
+            assert_eq!(usage(argv), msg, "{argv:?}");
+        }
         assert_eq!(
             usage(&["--verbose=yes", "p"]),
             "unexpected argument for option '--verbose': \"yes\""
@@ -309,6 +545,6 @@ mod tests {
                 );
             }
         }
-        assert!(found >= 8, "option scan found only {found} options");
+        assert!(found >= 18, "option scan found only {found} options");
     }
 }

@@ -4,126 +4,112 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 
 use crate::cli::{Args, LISTEN_VARS, UsageError};
-use crate::fds::{self, TakeError};
+use crate::fds;
 use crate::msg::{io_reason, quote, reason, say};
+use crate::prepare::{self, Prepared};
 use crate::signals;
 use crate::sockets;
-use crate::spec::{Addr, Spec};
+use crate::spec::Spec;
 
-/// The name a socket without NAME= gets in `LISTEN_FDNAMES`: the same
-/// default libsystemd reports when no names are given at all.
-pub const DEFAULT_NAME: &str = "unknown";
+/// Runs PROGRAM with the sockets: exec mode (possibly `--lazy` or
+/// `--inetd`), or `--accept` mode. Returns the exit status for the resident
+/// mode; exec mode returns only on failure.
+pub fn run(args: Args) -> Result<u8> {
+    let prepared = prepare::prepare(&args)?;
+    if prepared.sockets.is_empty() {
+        let mut msg = "no sockets: give --listen, or run gracewrap where LISTEN_FDS is set for it"
+            .to_string();
+        if let Some(why) = &prepared.ignored {
+            msg.push_str(&format!(" (LISTEN_FDS was ignored: {why})"));
+        }
+        return Err(UsageError(msg).into());
+    }
+    if args.accept {
+        return crate::accept::run(&args, prepared);
+    }
+    if args.inetd && prepared.sockets.len() != 1 {
+        return Err(UsageError(format!(
+            "--inetd without --accept takes exactly one socket, there are {} (inherited ones count)",
+            prepared.sockets.len()
+        ))
+        .into());
+    }
+    Err(exec_mode(&args, prepared))
+}
 
-/// Runs exec mode. Returns only on failure.
-pub fn run(args: Args) -> anyhow::Error {
-    match prepare_and_exec(args) {
+fn exec_mode(args: &Args, prepared: Prepared) -> anyhow::Error {
+    match place_and_exec(args, prepared) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-fn prepare_and_exec(args: Args) -> Result<std::convert::Infallible> {
-    check_duplicates(&args.listen)?;
-    if args.listen.is_empty() {
-        return Err(UsageError("no sockets: give at least one --listen".into()).into());
-    }
-    let n = args.listen.len();
-    // Room for stdio and the sockets, better also for their copies while
-    // they move, and some slack.
-    let need = 3 + n as u64 + 1;
-    let limit = fds::reserve(need, need + n as u64 + 16).map_err(|hard| {
-        anyhow!("{n} sockets need {need} file descriptors, but RLIMIT_NOFILE allows only {hard}")
-    })?;
-
-    // Inherited sockets named with fd:N are taken first, so that closing
-    // everything else cannot touch them.
-    let mut taken: Vec<Option<OwnedFd>> = Vec::with_capacity(n);
-    for spec in &args.listen {
-        taken.push(match spec.addr {
-            Addr::Fd(fd) => Some(take_fd(fd)?),
-            _ => None,
-        });
-    }
-    let ours: Vec<RawFd> = taken.iter().flatten().map(|fd| fd.as_raw_fd()).collect();
-    if args.keep_fds {
-        if let Some(fd) = fds::occupied_slots(n, &ours).first() {
-            bail!(
-                "fd {fd} is open and would be replaced by socket {}; close it or drop --keep-fds",
-                fd - fds::FIRST + 1
-            );
-        }
-    } else {
-        fds::close_others(&ours);
-    }
-
-    let mut sockets = Vec::with_capacity(n);
-    for (spec, taken) in args.listen.iter().zip(taken) {
-        sockets.push(match taken {
-            Some(fd) => fd,
-            None => sockets::open(&spec.addr, &spec.opts)?,
-        });
-    }
-    let sockets = fds::place(sockets)
+fn place_and_exec(args: &Args, prepared: Prepared) -> Result<std::convert::Infallible> {
+    let Prepared { sockets, limit, .. } = prepared;
+    let names: Vec<String> = sockets.iter().map(|s| s.name.clone()).collect();
+    let inherited: Vec<bool> = sockets.iter().map(|s| s.inherited).collect();
+    let fds = fds::place(sockets.into_iter().map(|s| s.fd).collect())
         .map_err(|e| anyhow!("cannot move the sockets to fd 3..: {}", reason(e)))?;
-
     if args.verbose || args.listen.iter().any(Spec::wants_free_port) {
-        for (spec, fd) in args.listen.iter().zip(&sockets) {
-            report(fd, spec.name.as_deref());
+        for ((fd, name), inherited) in fds.iter().zip(&names).zip(&inherited) {
+            report(fd, name, *inherited);
         }
     }
-    let names: Vec<&str> = args
-        .listen
-        .iter()
-        .map(|s| s.name.as_deref().unwrap_or(DEFAULT_NAME))
-        .collect();
+    if args.lazy {
+        wait_for_traffic(&fds)?;
+    }
     limit.restore();
-    let err = exec(
-        &args,
-        &listen_env(sockets.len(), &names.join(":"), !args.no_pid),
-    );
-    drop(sockets);
+    if args.inetd {
+        // systemd's StandardInput=socket: the socket on stdin and stdout,
+        // nothing at fd 3, no LISTEN_* variables at all.
+        fds::to_stdio(&fds[0])
+            .map_err(|e| anyhow!("cannot put the socket on stdin/stdout: {}", reason(e)))?;
+        drop(fds);
+        return Err(exec(args, &[]));
+    }
+    let err = exec(args, &listen_env(fds.len(), &names.join(":"), !args.no_pid));
+    drop(fds);
     Err(err)
 }
 
-/// Two specs for the same address would fail with EADDRINUSE half-way;
-/// say so up front. Port 0 may repeat (each gets its own port). Sorting,
-/// not a pairwise scan: a thousand specs must stay cheap.
-fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
-    let mut addrs: Vec<&Addr> = specs
+/// `--lazy`: block until any socket is readable (a pending connection or
+/// a datagram), as systemd-socket-activate does by default.
+fn wait_for_traffic(fds: &[OwnedFd]) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut polls: Vec<PollFd<'_>> = fds
         .iter()
-        .filter(|s| !s.wants_free_port())
-        .map(|s| &s.addr)
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
         .collect();
-    addrs.sort_unstable();
-    match addrs.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(UsageError(format!(
-            "{} is given twice",
-            String::from_utf8_lossy(&w[0].to_bytes())
-        ))),
-        None => Ok(()),
+    loop {
+        match poll(&mut polls, None) {
+            Ok(_) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot wait for the first connection: {}",
+                    reason(e)
+                ));
+            }
+        }
     }
 }
 
-fn take_fd(fd: RawFd) -> Result<OwnedFd> {
-    fds::take(fd).map_err(|e| match e {
-        TakeError::NotOpen => anyhow!("fd:{fd}: fd {fd} is not open"),
-        TakeError::NotSocket => anyhow!("fd:{fd}: fd {fd} is not a socket"),
-        TakeError::Other(e) => anyhow!("fd:{fd}: {}", reason(e)),
-    })
-}
-
 /// `gracewrap: listening on 127.0.0.1:39211 (fd 3, name http)`.
-fn report(fd: &OwnedFd, name: Option<&str>) {
-    let addr = sockets::describe(fd);
-    let fd = fd.as_raw_fd();
-    match name {
-        Some(name) => say(format_args!("listening on {addr} (fd {fd}, name {name})")),
-        None => say(format_args!("listening on {addr} (fd {fd})")),
+pub fn report(fd: impl AsFd, name: &str, inherited: bool) {
+    let addr = sockets::describe(fd.as_fd());
+    let fd = fd.as_fd().as_raw_fd();
+    let from = if inherited { ", inherited" } else { "" };
+    if name == prepare::DEFAULT_NAME {
+        say(format_args!("listening on {addr} (fd {fd}{from})"));
+    } else {
+        say(format_args!(
+            "listening on {addr} (fd {fd}, name {name}{from})"
+        ));
     }
 }
 
@@ -144,7 +130,7 @@ pub fn listen_env(count: usize, names: &str, with_pid: bool) -> Vec<(&'static st
 /// without the pid-reuse race (pidfs, Linux 6.9+). systemd sets
 /// `LISTEN_PIDFDID` from the same number. None on older kernels, where
 /// pidfds share one anonymous inode.
-fn pidfd_id() -> Option<u64> {
+pub fn pidfd_id() -> Option<u64> {
     const PIDFS_MAGIC: u64 = 0x5049_4446;
     let pid = rustix::process::getpid();
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;

@@ -93,12 +93,20 @@ pub fn take(fd: RawFd) -> Result<OwnedFd, TakeError> {
     if fd < FIRST {
         return peek(fd, |b| fcntl_dupfd_cloexec(b, FIRST)).map_err(TakeError::Other);
     }
-    // Make it ours to close if anything fails before exec.
-    peek(fd, |b| fcntl_setfd(b, FdFlags::CLOEXEC)).map_err(TakeError::Other)?;
-    // SAFETY: the fd is open (checked above), nothing in this process owns
-    // it (gracewrap opens no fds before taking these, and the caller never
-    // takes one number twice), so this becomes its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    adopt(fd).ok_or(TakeError::NotOpen)
+}
+
+/// Takes ownership of the inherited fd `fd` (>= 3), setting FD_CLOEXEC
+/// until it is placed, as sd_listen_fds(3) does. None if it is not open.
+///
+/// The caller must not adopt the same number twice.
+pub fn adopt(fd: RawFd) -> Option<OwnedFd> {
+    debug_assert!(fd >= FIRST);
+    peek(fd, |b| fcntl_setfd(b, FdFlags::CLOEXEC)).ok()?;
+    // SAFETY: the fd is open (fcntl succeeded), nothing in this process
+    // owns it (gracewrap opens no fds before adopting inherited ones, and
+    // callers never adopt one number twice), so this becomes its only owner.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Closes every fd >= 3 except those in `keep`, so the sockets gracewrap
@@ -193,6 +201,21 @@ pub fn place(fds: Vec<OwnedFd>) -> Result<Vec<OwnedFd>, Errno> {
             Ok(placed)
         })
         .collect()
+}
+
+/// `--inetd`: the socket becomes stdin and stdout (dup2 keeps neither
+/// CLOEXEC); the fd at 3 is closed when `fd` is dropped.
+pub fn to_stdio(fd: &OwnedFd) -> Result<(), Errno> {
+    for target in [0, 1] {
+        // SAFETY: fds 0 and 1 are always open (ensure_stdio) and owned by
+        // nobody in gracewrap; dup2 replaces them atomically, and the
+        // OwnedFd is released again without closing.
+        let mut stdio = unsafe { OwnedFd::from_raw_fd(target) };
+        let result = rustix::io::dup2(fd, &mut stdio);
+        let _ = stdio.into_raw_fd();
+        result?;
+    }
+    Ok(())
 }
 
 /// The RLIMIT_NOFILE soft limit gracewrap found, to be restored for PROGRAM

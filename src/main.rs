@@ -15,12 +15,16 @@
 // is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
+mod accept;
 mod cli;
 mod exec;
 mod fds;
+mod inherit;
 mod msg;
+mod prepare;
 mod signals;
 mod sockets;
+mod spawn;
 mod spec;
 
 use std::io::Write;
@@ -50,7 +54,10 @@ fn run() -> u8 {
         Ok(Parsed::Version) => {
             return print(concat!("gracewrap ", env!("CARGO_PKG_VERSION"), "\n"));
         }
-        Ok(Parsed::Run(args)) => exec::run(args),
+        Ok(Parsed::Run(args)) => match exec::run(args) {
+            Ok(code) => return code,
+            Err(e) => e,
+        },
         Err(usage) => usage.into(),
     };
     msg::say(format_args!("{err:#}"));

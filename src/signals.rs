@@ -40,32 +40,7 @@ pub fn startup() {
 /// The signal state PROGRAM starts with. Call right before exec;
 /// gracewrap is single-threaded here and has installed no handlers.
 pub fn prepare_for_exec(keep: bool) {
-    if keep {
-        let pipe = if SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed) {
-            libc::SIG_IGN
-        } else {
-            libc::SIG_DFL
-        };
-        sigaction(libc::SIGPIPE, Some(pipe));
-        return;
-    }
-    let empty: u64 = 0;
-    // SAFETY: rt_sigprocmask(SIG_SETMASK, &set, NULL, sizeof set) reads
-    // `empty` (8 bytes = _NSIG/8) and writes nothing.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
-    }
-    for sig in 1..=NSIG {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            sigaction(sig, Some(libc::SIG_DFL));
-        }
-    }
+    child_reset(&[], keep, None);
 }
 
 /// After a failed exec: ignore SIGPIPE again for the error message.
@@ -116,4 +91,143 @@ fn sigaction(sig: i32, handler: Option<libc::sighandler_t>) -> Option<libc::sigh
         )
     };
     (rc == 0).then_some(old.handler)
+}
+
+/// Signals a resident gracewrap (accept mode, supervisor) waits for: each
+/// sets a flag and wakes a self-pipe, so one poll(2) covers signals,
+/// sockets and timeouts. Both ends are CLOEXEC; caught handlers are reset
+/// by exec, so PROGRAM never inherits them.
+pub struct Watch {
+    read: std::os::unix::net::UnixStream,
+    flags: Vec<(i32, std::sync::Arc<AtomicBool>)>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("signals", &self.signals())
+            .finish()
+    }
+}
+
+impl Watch {
+    pub fn new(signals: &[i32]) -> std::io::Result<Watch> {
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        read.set_nonblocking(true)?;
+        write.set_nonblocking(true)?;
+        let mut flags = Vec::with_capacity(signals.len());
+        for &sig in signals {
+            let flag = std::sync::Arc::new(AtomicBool::new(false));
+            // Flag first, then the wake-up: whoever wakes sees the flag.
+            signal_hook::flag::register(sig, std::sync::Arc::clone(&flag))?;
+            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+            flags.push((sig, flag));
+        }
+        Ok(Watch { read, flags })
+    }
+
+    /// The fd to poll for POLLIN.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.read)
+    }
+
+    /// The signals watched, for children to reset.
+    pub fn signals(&self) -> Vec<i32> {
+        self.flags.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// Empties the pipe, then returns (and clears) the signals that
+    /// arrived since the last call, in registration order. Draining first
+    /// means a signal arriving meanwhile wakes the next poll.
+    pub fn take(&self) -> Vec<i32> {
+        use std::io::Read;
+        let mut buf = [0u8; 64];
+        while matches!((&self.read).read(&mut buf), Ok(n) if n > 0) {}
+        self.flags
+            .iter()
+            .filter(|(_, flag)| flag.swap(false, Ordering::SeqCst))
+            .map(|(sig, _)| *sig)
+            .collect()
+    }
+}
+
+/// Blocks every signal until dropped, so that a child forked meanwhile
+/// cannot run gracewrap's handlers before it has reset them (see
+/// [`child_reset`]). glibc's posix_spawn does the same.
+pub struct Blocked {
+    old: u64,
+}
+
+impl Blocked {
+    pub fn all() -> Blocked {
+        let all: u64 = !0;
+        let mut old: u64 = 0;
+        // SAFETY: rt_sigprocmask(SIG_BLOCK, &all, &old, 8) reads and writes
+        // two local u64s (_NSIG/8 bytes).
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_BLOCK,
+                &all as *const u64,
+                &mut old as *mut u64,
+                8usize,
+            );
+        }
+        Blocked { old }
+    }
+
+    /// The mask from before, which children get back (or an empty one).
+    pub fn old_mask(&self) -> u64 {
+        self.old
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        set_mask(self.old);
+    }
+}
+
+fn set_mask(mask: u64) {
+    // SAFETY: as in `Blocked::all`; only reads `mask`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
+    }
+}
+
+/// The signal state PROGRAM starts with; also run in freshly forked
+/// children, so async-signal-safe (raw syscalls and an atomic load only).
+/// Puts gracewrap's caught signals back to SIG_DFL; unless `keep`, resets
+/// every other disposition too and unblocks everything; with `keep`,
+/// restores the caller's SIGPIPE and sets the mask to `mask` (None: leave
+/// it). Signals that arrived while blocked are delivered at the end, with
+/// the default action.
+pub fn child_reset(caught: &[i32], keep: bool, mask: Option<u64>) {
+    for &sig in caught {
+        sigaction(sig, Some(libc::SIG_DFL));
+    }
+    if keep {
+        let pipe = if SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed) {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        sigaction(libc::SIGPIPE, Some(pipe));
+        if let Some(mask) = mask {
+            set_mask(mask);
+        }
+        return;
+    }
+    for sig in 1..=NSIG {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            sigaction(sig, Some(libc::SIG_DFL));
+        }
+    }
+    set_mask(0);
 }

@@ -29,7 +29,10 @@ pub fn open(addr: &Addr, opts: &Opts) -> Result<OwnedFd> {
             port,
         } => open_inet(*proto, *family, host, *port, opts),
         Addr::Unix { kind, path } => open_unix(*kind, path, opts),
-        Addr::Fd(_) => unreachable!("fd:N is taken, not opened"),
+        Addr::Vsock { kind, cid, port } => open_vsock(*kind, *cid, *port, opts),
+        Addr::Fd(_) | Addr::Inherit(_) => {
+            unreachable!("fd:N and inherit:NAME are taken, not opened")
+        }
     }
 }
 
@@ -255,6 +258,76 @@ fn replace_stale(kind: UnixKind, path: &OsStr, addr: &SocketAddrUnix) -> Result<
     }
 }
 
+fn open_vsock(kind: UnixKind, cid: u32, port: u32, opts: &Opts) -> Result<OwnedFd> {
+    let shown =
+        || String::from_utf8_lossy(&Addr::Vsock { kind, cid, port }.to_bytes()).into_owned();
+    let fail = |what: &str, e: Errno| anyhow!("cannot {what} {}: {}", shown(), reason(e));
+    let fd = match socket_with(
+        AddressFamily::VSOCK,
+        unix_type(kind),
+        SocketFlags::CLOEXEC,
+        None,
+    ) {
+        Err(Errno::AFNOSUPPORT) => bail!(
+            "cannot create a socket for {}: this kernel has no AF_VSOCK (load the vsock module)",
+            shown()
+        ),
+        other => other.map_err(|e| fail("create a socket for", e))?,
+    };
+    bind(&fd, &vsock::Addr::new(cid, port)).map_err(|e| fail("bind", e))?;
+    if kind != UnixKind::Dgram {
+        listen(&fd, backlog(opts)).map_err(|e| fail("listen on", e))?;
+    }
+    Ok(fd)
+}
+
+/// AF_VSOCK addresses, which rustix does not model: `struct sockaddr_vm`.
+#[allow(unsafe_code)]
+pub mod vsock {
+    use rustix::net::SocketAddrAny;
+    use rustix::net::addr::{SocketAddrArg, SocketAddrLen, SocketAddrOpaque};
+
+    pub struct Addr(libc::sockaddr_vm);
+
+    impl Addr {
+        pub fn new(cid: u32, port: u32) -> Addr {
+            // SAFETY: sockaddr_vm is plain data; all-zero is valid.
+            let mut sa: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+            sa.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+            sa.svm_cid = cid;
+            sa.svm_port = port;
+            Addr(sa)
+        }
+
+        /// (cid, port) of a vsock address from getsockname(2).
+        pub fn parse(any: &SocketAddrAny) -> Option<(u32, u32)> {
+            if any.address_family() != rustix::net::AddressFamily::VSOCK
+                || (any.addr_len() as usize) < std::mem::size_of::<libc::sockaddr_vm>()
+            {
+                return None;
+            }
+            // SAFETY: the family is AF_VSOCK and the length covers a whole
+            // sockaddr_vm; read_unaligned copies it out of the storage.
+            let sa = unsafe { std::ptr::read_unaligned(any.as_ptr().cast::<libc::sockaddr_vm>()) };
+            Some((sa.svm_cid, sa.svm_port))
+        }
+    }
+
+    // SAFETY: the pointer and length describe `self.0`, a complete
+    // sockaddr_vm that lives as long as `self`, for the duration of `f`.
+    unsafe impl SocketAddrArg for Addr {
+        unsafe fn with_sockaddr<R>(
+            &self,
+            f: impl FnOnce(*const SocketAddrOpaque, SocketAddrLen) -> R,
+        ) -> R {
+            f(
+                (&self.0 as *const libc::sockaddr_vm).cast(),
+                std::mem::size_of::<libc::sockaddr_vm>() as SocketAddrLen,
+            )
+        }
+    }
+}
+
 fn describe_inet(proto: Proto, addr: &SocketAddr) -> String {
     match proto {
         Proto::Tcp => format!("tcp:{addr}"),
@@ -281,6 +354,9 @@ pub fn describe(fd: impl AsFd) -> String {
     let Ok(addr) = getsockname(fd) else {
         return "an unknown socket".into();
     };
+    if let Some(v) = describe_vsock(ty, &addr) {
+        return v;
+    }
     if let Ok(inet) = SocketAddr::try_from(addr.clone()) {
         return match ty {
             Some(SocketType::STREAM) => inet.to_string(),
@@ -304,4 +380,14 @@ pub fn describe(fd: impl AsFd) -> String {
         return describe_unix(kind, &path);
     }
     "a socket".into()
+}
+
+fn describe_vsock(ty: Option<SocketType>, any: &rustix::net::SocketAddrAny) -> Option<String> {
+    let (cid, port) = vsock::Addr::parse(any)?;
+    let kind = match ty {
+        Some(SocketType::DGRAM) => UnixKind::Dgram,
+        Some(SocketType::SEQPACKET) => UnixKind::Seqpacket,
+        _ => UnixKind::Stream,
+    };
+    Some(String::from_utf8_lossy(&Addr::Vsock { kind, cid, port }.to_bytes()).into_owned())
 }

@@ -54,7 +54,14 @@ pub enum Addr {
     Unix { kind: UnixKind, path: UnixPath },
     /// `fd:N`.
     Fd(RawFd),
+    /// `inherit:NAME`: the inherited socket(s) with that name.
+    Inherit(String),
+    /// `vsock:CID:PORT` (and `vsock-dgram:`, `vsock-seqpacket:`).
+    Vsock { kind: UnixKind, cid: u32, port: u32 },
 }
+
+/// `VMADDR_CID_ANY`: bind on every CID of this machine.
+pub const VSOCK_CID_ANY: u32 = u32::MAX;
 
 /// Transport protocol of an inet spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,7 +90,7 @@ pub enum Host {
     V6(Ipv6Addr, Option<String>),
 }
 
-/// Socket type of a unix spec.
+/// Socket type of a unix or vsock spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum UnixKind {
     Stream,
@@ -160,6 +167,12 @@ pub fn check_name(name: &[u8]) -> Result<&str, SpecError> {
 impl Spec {
     /// Parses one `--listen` argument.
     pub fn parse(arg: &OsStr) -> Result<Spec, SpecError> {
+        Self::parse_form(arg).map(|(spec, _)| spec)
+    }
+
+    /// Parses, and says whether the address was written in one of the bare
+    /// forms (no `TYPE:`), which `--datagram` and `--seqpacket` retype.
+    pub fn parse_form(arg: &OsStr) -> Result<(Spec, bool), SpecError> {
         let bytes = arg.as_bytes();
         if bytes.is_empty() {
             return err("empty address");
@@ -170,9 +183,39 @@ impl Spec {
         let (name, rest) = split_name(bytes);
         let name = name.map(|n| check_name(n).map(str::to_owned)).transpose()?;
         let (addr_text, opt_texts) = split_options(rest);
-        let addr = parse_addr(&addr_text)?;
+        let (addr, bare) = parse_addr(&addr_text)?;
         let opts = parse_opts(&addr, &opt_texts)?;
-        Ok(Spec { name, addr, opts })
+        Ok((Spec { name, addr, opts }, bare))
+    }
+
+    /// systemd-socket-activate's `--datagram` / `--seqpacket` applied to a
+    /// bare spec: TCP becomes UDP, a unix stream socket becomes a datagram
+    /// or seqpacket one. The options are checked again for the new type.
+    pub fn retype(&self, kind: UnixKind) -> Result<Spec, SpecError> {
+        let addr = match (&self.addr, kind) {
+            (
+                Addr::Inet {
+                    family, host, port, ..
+                },
+                UnixKind::Dgram,
+            ) => Addr::Inet {
+                proto: Proto::Udp,
+                family: *family,
+                host: host.clone(),
+                port: *port,
+            },
+            (Addr::Inet { .. }, _) => return err("--seqpacket applies only to unix sockets"),
+            (Addr::Unix { path, .. }, kind) => Addr::Unix {
+                kind,
+                path: path.clone(),
+            },
+            (other, _) => other.clone(),
+        };
+        let retyped = Spec {
+            addr,
+            ..self.clone()
+        };
+        Spec::parse(&retyped.to_os_string())
     }
 
     /// The canonical form: parses back to `self`, and is what gracewrap
@@ -253,16 +296,30 @@ impl Addr {
                 out
             }
             Addr::Fd(n) => format!("fd:{n}").into_bytes(),
+            Addr::Inherit(name) => format!("inherit:{name}").into_bytes(),
+            Addr::Vsock { kind, cid, port } => {
+                let ty = match kind {
+                    UnixKind::Stream => "vsock",
+                    UnixKind::Dgram => "vsock-dgram",
+                    UnixKind::Seqpacket => "vsock-seqpacket",
+                };
+                match *cid {
+                    VSOCK_CID_ANY => format!("{ty}:any:{port}"),
+                    cid => format!("{ty}:{cid}:{port}"),
+                }
+                .into_bytes()
+            }
         }
     }
 
     /// True for sockets that get listen(2): TCP, unix stream and seqpacket.
-    /// Unknown for `fd:N` (it is passed on as it is), reported as false.
+    /// Unknown for `fd:N` and `inherit:NAME` (passed on as they are),
+    /// reported as false.
     pub fn is_listening(&self) -> bool {
         match self {
             Addr::Inet { proto, .. } => *proto == Proto::Tcp,
-            Addr::Unix { kind, .. } => *kind != UnixKind::Dgram,
-            Addr::Fd(_) => false,
+            Addr::Unix { kind, .. } | Addr::Vsock { kind, .. } => *kind != UnixKind::Dgram,
+            Addr::Fd(_) | Addr::Inherit(_) => false,
         }
     }
 }
@@ -337,9 +394,10 @@ fn split_options(bytes: &[u8]) -> (Cow<'_, [u8]>, Vec<&[u8]>) {
 }
 
 /// The TYPE: prefixes gracewrap knows, for the "unknown type" message.
-const TYPES: &str = "tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram, unixpacket, seqpacket, fd";
+const TYPES: &str = "tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram, unixpacket, seqpacket, vsock, vsock-dgram, vsock-seqpacket, fd, inherit";
 
-fn parse_addr(text: &[u8]) -> Result<Addr, SpecError> {
+/// The address and whether it was bare (no TYPE: prefix).
+fn parse_addr(text: &[u8]) -> Result<(Addr, bool), SpecError> {
     if text.is_empty() {
         return err("empty address");
     }
@@ -351,12 +409,12 @@ fn parse_addr(text: &[u8]) -> Result<Addr, SpecError> {
         .count();
     let typed = word_len > 0 && text.get(word_len) == Some(&b':') && text[0].is_ascii_alphabetic();
     if !typed {
-        return parse_bare(text);
+        return parse_bare(text).map(|a| (a, true));
     }
     let ty = &text[..word_len];
     let rest = &text[word_len + 1..];
     let inet = |proto, family| parse_inet(proto, family, rest);
-    match ty {
+    let addr = match ty {
         b"tcp" => inet(Proto::Tcp, Family::Any),
         b"tcp4" => inet(Proto::Tcp, Family::V4),
         b"tcp6" => inet(Proto::Tcp, Family::V6),
@@ -367,13 +425,18 @@ fn parse_addr(text: &[u8]) -> Result<Addr, SpecError> {
         b"unixgram" => parse_unix(UnixKind::Dgram, rest),
         b"unixpacket" | b"seqpacket" => parse_unix(UnixKind::Seqpacket, rest),
         b"fd" => parse_fd(rest),
+        b"inherit" => parse_inherit(rest),
+        b"vsock" | b"vsock-stream" => parse_vsock(UnixKind::Stream, rest),
+        b"vsock-dgram" => parse_vsock(UnixKind::Dgram, rest),
+        b"vsock-seqpacket" => parse_vsock(UnixKind::Seqpacket, rest),
         // `localhost:8080` is a bare HOST:PORT, not a type.
-        b"localhost" => parse_inet(Proto::Tcp, Family::Any, text),
+        b"localhost" => return parse_inet(Proto::Tcp, Family::Any, text).map(|a| (a, true)),
         _ => err(format!(
             "unknown socket type '{}' (known types: {TYPES})",
             String::from_utf8_lossy(ty)
         )),
-    }
+    };
+    addr.map(|a| (a, false))
 }
 
 /// systemd-socket-activate's forms: `8080`, `1.2.3.4:80`, `[::1]:80`,
@@ -539,6 +602,51 @@ fn parse_fd(text: &[u8]) -> Result<Addr, SpecError> {
         .map_err(|_| SpecError(format!("fd {s} is out of range")))
 }
 
+fn parse_inherit(text: &[u8]) -> Result<Addr, SpecError> {
+    if text.is_empty() {
+        return err("inherit: needs the NAME of an inherited socket");
+    }
+    Ok(Addr::Inherit(check_name(text)?.to_owned()))
+}
+
+/// `vsock:CID:PORT` as systemd-socket-activate reads it: CID empty, `any`
+/// or `-1` (any), `hypervisor` (0), `local` (1), `host` (2), or a number.
+fn parse_vsock(kind: UnixKind, text: &[u8]) -> Result<Addr, SpecError> {
+    let text =
+        std::str::from_utf8(text).map_err(|_| SpecError("address is not valid UTF-8".into()))?;
+    let (cid, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| SpecError(format!("expected vsock:CID:PORT, got vsock:{text}")))?;
+    let cid = match cid {
+        "" | "any" | "-1" => VSOCK_CID_ANY,
+        "hypervisor" => 0,
+        "local" => 1,
+        "host" => 2,
+        n => n
+            .parse::<u32>()
+            .ok()
+            .filter(|&n| n != VSOCK_CID_ANY)
+            .ok_or_else(|| {
+                SpecError(format!(
+                    "vsock CID '{n}' is not a number, any, hypervisor, local or host"
+                ))
+            })?,
+    };
+    if port.is_empty() {
+        return err("missing port");
+    }
+    let port = port
+        .parse::<u32>()
+        .ok()
+        .filter(|&p| p != u32::MAX)
+        .ok_or_else(|| {
+            SpecError(format!(
+                "vsock port '{port}' is not a number below 4294967295"
+            ))
+        })?;
+    Ok(Addr::Vsock { kind, cid, port })
+}
+
 fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
     let mut opts = Opts::default();
     let mut seen: Vec<&str> = Vec::new();
@@ -552,10 +660,18 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
         if key.is_empty() {
             return err("empty option (stray ',')");
         }
-        if matches!(addr, Addr::Fd(_)) {
-            return err(format!(
-                "option '{key}' does not apply to fd:N (the socket is passed on as it is)"
-            ));
+        match addr {
+            Addr::Fd(_) | Addr::Inherit(_) => {
+                return err(format!(
+                    "option '{key}' does not apply to {} (the socket is passed on as it is)",
+                    if matches!(addr, Addr::Fd(_)) {
+                        "fd:N"
+                    } else {
+                        "inherit:NAME"
+                    }
+                ));
+            }
+            _ => {}
         }
         let canon = if key == "dualstack" { "v6only" } else { key };
         if seen.contains(&canon) {
@@ -936,6 +1052,53 @@ mod tests {
     }
 
     #[test]
+    fn inherit_spec() {
+        assert_eq!(ok("inherit:http").addr, Addr::Inherit("http".into()));
+        assert_eq!(ok("web=inherit:http").name.as_deref(), Some("web"));
+        fails("inherit:", "needs the NAME");
+        fails("inherit:a:b", "must not contain ':'");
+        fails("inherit:x,backlog=1", "does not apply to inherit:NAME");
+    }
+
+    #[test]
+    fn vsock_specs() {
+        let v = |kind, cid, port| Addr::Vsock { kind, cid, port };
+        assert_eq!(ok("vsock:2:1234").addr, v(UnixKind::Stream, 2, 1234));
+        assert_eq!(
+            ok("vsock::1234").addr,
+            v(UnixKind::Stream, VSOCK_CID_ANY, 1234)
+        );
+        assert_eq!(ok("vsock:any:1").addr, ok("vsock:-1:1").addr);
+        assert_eq!(ok("vsock:host:1").addr, v(UnixKind::Stream, 2, 1));
+        assert_eq!(ok("vsock:local:1").addr, v(UnixKind::Stream, 1, 1));
+        assert_eq!(ok("vsock:hypervisor:1").addr, v(UnixKind::Stream, 0, 1));
+        assert_eq!(ok("vsock-stream:3:1"), ok("vsock:3:1"));
+        assert_eq!(ok("vsock-dgram:3:1").addr, v(UnixKind::Dgram, 3, 1));
+        assert_eq!(ok("vsock-seqpacket:3:1,backlog=9").opts.backlog, Some(9));
+        fails("vsock:3", "expected vsock:CID:PORT");
+        fails("vsock:x:1", "vsock CID 'x'");
+        fails("vsock:3:", "missing port");
+        fails("vsock:3:4294967295", "below 4294967295");
+        fails("vsock-dgram:3:1,backlog=1", "only to listening sockets");
+        assert_eq!(canonical("vsock::5"), "vsock:any:5");
+    }
+
+    #[test]
+    fn bare_forms_are_reported_and_can_be_retyped() {
+        let bare = |s: &str| Spec::parse_form(OsStr::new(s)).unwrap().1;
+        assert!(bare("8080") && bare("/a") && bare("@a") && bare("[::1]:1") && bare("localhost:1"));
+        assert!(!bare("tcp::8080") && !bare("unix:/a") && !bare("fd:3"));
+        assert_eq!(ok("8080").retype(UnixKind::Dgram), Ok(ok("udp::8080")));
+        assert_eq!(ok("n=/a").retype(UnixKind::Dgram), Ok(ok("n=unixgram:/a")));
+        assert_eq!(
+            ok("@a").retype(UnixKind::Seqpacket),
+            Ok(ok("unixpacket:@a"))
+        );
+        assert!(ok("8080").retype(UnixKind::Seqpacket).is_err());
+        assert!(ok("8080,backlog=5").retype(UnixKind::Dgram).is_err());
+    }
+
+    #[test]
     fn unknown_and_malformed() {
         fails("http:80", "unknown socket type 'http'");
         fails("", "empty address");
@@ -955,6 +1118,8 @@ mod tests {
             "unixpacket:@abs\\,tract",
             "fd:3",
             "x=tcp:localhost:1",
+            "inherit:web",
+            "vsock-seqpacket:2:80,backlog=3",
         ] {
             let spec = ok(s);
             assert_eq!(spec.to_string(), s);

@@ -32,7 +32,7 @@ fn usage_errors_exit_2_with_one_line() {
         (&["-l"], "gracewrap: missing argument for option '-l'"),
         (
             &["true"],
-            "gracewrap: no sockets: give at least one --listen",
+            "gracewrap: no sockets: give --listen, or run gracewrap where LISTEN_FDS is set for it",
         ),
         (
             &["-l", "tcp:[::1", "true"],
@@ -44,7 +44,7 @@ fn usage_errors_exit_2_with_one_line() {
         ),
         (
             &["-l", "a:b=8080", "true"],
-            "gracewrap: invalid --listen a:b=8080: unknown socket type 'a' (known types: tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram, unixpacket, seqpacket, fd)",
+            "gracewrap: invalid --listen a:b=8080: unknown socket type 'a' (known types: tcp, tcp4, tcp6, udp, udp4, udp6, unix, unixgram, unixpacket, seqpacket, vsock, vsock-dgram, vsock-seqpacket, fd, inherit)",
         ),
         (
             &["-l", "bad\tname=8080", "true"],

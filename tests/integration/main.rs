@@ -3,9 +3,15 @@
 
 mod util;
 
+/// --accept: a PROGRAM per connection.
+mod accept;
 /// Command line: help, version, usage errors.
 mod cli;
+/// systemd-socket-activate's options and behaviour.
+mod compat;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
+/// Inheriting LISTEN_FDS: nesting, matching, --inherited, garbage.
+mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
 mod interop;

@@ -466,6 +466,22 @@ pub fn with_blocked(cmd: &mut Command, sig: i32) -> &mut Command {
     }
 }
 
+/// gracewrap started the way systemd starts a service: `fds` at 3, 4, ...
+/// and `LISTEN_PID` set to the pid that will exec gracewrap (sh's `$$`),
+/// plus `env` (e.g. LISTEN_FDS, LISTEN_FDNAMES). `args` go to gracewrap.
+pub fn activated(fds: &[&dyn std::os::fd::AsFd], env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "LISTEN_PID=$$ exec \"$@\"", "sh", gracewrap_path()]);
+    cmd.args(args);
+    for (i, fd) in fds.iter().enumerate() {
+        with_fd_at(&mut cmd, fd, 3 + i as i32);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// Runs gracewrap with `args` in front of the probe and returns the report.
 #[track_caller]
 pub fn probe_report(args: &[&str]) -> Report {

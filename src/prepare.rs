@@ -1,0 +1,346 @@
+//! From the command line and the inherited set to the ordered list of
+//! sockets PROGRAM gets, the way gracenet's `Listen` and
+//! systemd-socket-activate combine them:
+//!
+//! 1. inherited fds (LISTEN_FDS for us) keep their positions 3.. and names;
+//! 2. each `--listen` first looks for an inherited socket: by NAME if both
+//!    have one, else by type and address (0.0.0.0:p and [::]:p count as
+//!    the same, as in gracenet's isSameAddr; port 0 never matches). A match
+//!    is reused, never bound twice;
+//! 3. specs without a match are bound and follow in command-line order;
+//! 4. inherited sockets nobody asked for are passed on, or closed with
+//!    `--inherited=drop` (gracenet's "never closes unused listeners" bug).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+use rustix::net::{SocketAddrUnix, SocketType, getsockname, sockopt};
+
+use crate::cli::{Args, Inherited as Policy, UsageError};
+use crate::fds::{self, NofileLimit, TakeError};
+use crate::inherit;
+use crate::msg::{reason, say};
+use crate::sockets;
+use crate::spec::{Addr, Family, Host, Proto, Spec, UnixKind, UnixPath};
+
+/// The name of a socket without NAME=, the default libsystemd reports.
+pub const DEFAULT_NAME: &str = "unknown";
+
+/// One socket PROGRAM will get.
+#[derive(Debug)]
+pub struct Socket {
+    pub fd: OwnedFd,
+    pub name: String,
+    pub inherited: bool,
+}
+
+/// The sockets in fd order (3, 4, ...), not yet placed.
+#[derive(Debug)]
+pub struct Prepared {
+    pub sockets: Vec<Socket>,
+    /// RLIMIT_NOFILE as found, to restore for PROGRAM.
+    pub limit: NofileLimit,
+    /// Why LISTEN_FDS was ignored, if it was.
+    pub ignored: Option<String>,
+}
+
+/// What one `--listen` resolves to.
+enum Choice {
+    /// Reuse inherited fd number `i` (index into the inherited set).
+    Inherited(usize),
+    /// `inherit:NAME`: every inherited fd with that name (already marked).
+    Named,
+    /// Take the fd:N the caller left us.
+    Take(OwnedFd),
+    /// Bind a new socket.
+    Bind,
+}
+
+/// Type and address of an inherited fd, for matching.
+struct Info {
+    ty: Option<SocketType>,
+    addr: Option<rustix::net::SocketAddrAny>,
+}
+
+pub fn prepare(args: &Args) -> Result<Prepared> {
+    check_duplicates(&args.listen)?;
+    let inherited = inherit::take()?;
+    if let Some(why) = &inherited.ignored
+        && args.verbose
+    {
+        say(format_args!("ignoring LISTEN_FDS: {why}"));
+    }
+    let mut pool = inherited.fds;
+    let n = pool.len() + args.listen.len();
+    // Room for stdio and the sockets, better also for their copies while
+    // they move, and some slack.
+    let need = 3 + n as u64 + 1;
+    let limit = fds::reserve(need, need + n as u64 + 16).map_err(|hard| {
+        anyhow!("{n} sockets need {need} file descriptors, but RLIMIT_NOFILE allows only {hard}")
+    })?;
+
+    let infos: Vec<Info> = if args.listen.is_empty() {
+        Vec::new()
+    } else {
+        pool.iter().map(|f| info(&f.fd)).collect()
+    };
+    let mut requested = vec![false; pool.len()];
+    let mut choices = Vec::with_capacity(args.listen.len());
+    for spec in &args.listen {
+        let choice = choose(spec, &pool, &infos, &mut requested)?;
+        if let Choice::Inherited(i) = choice {
+            requested[i] = true;
+            // An inherited socket the parent did not name takes our name.
+            if let Some(name) = &spec.name
+                && pool[i].name == DEFAULT_NAME
+            {
+                pool[i].name = name.clone();
+            }
+        }
+        choices.push(choice);
+    }
+
+    // Everything that is ours is open now; close whatever else we inherited.
+    let ours: Vec<RawFd> = pool
+        .iter()
+        .map(|f| f.fd.as_raw_fd())
+        .chain(choices.iter().filter_map(|c| match c {
+            Choice::Take(fd) => Some(fd.as_raw_fd()),
+            _ => None,
+        }))
+        .collect();
+    if args.keep_fds {
+        let total = pool.len()
+            + choices
+                .iter()
+                .filter(|c| matches!(c, Choice::Take(_) | Choice::Bind))
+                .count();
+        if let Some(fd) = fds::occupied_slots(total, &ours).first() {
+            bail!(
+                "fd {fd} is open and would be replaced by socket {}; close it or drop --keep-fds",
+                fd - fds::FIRST + 1
+            );
+        }
+    } else {
+        fds::close_others(&ours);
+    }
+
+    let mut sockets: Vec<Socket> = pool
+        .into_iter()
+        .zip(requested)
+        .filter(|(_, requested)| *requested || args.inherited == Policy::Pass)
+        .map(|(f, _)| Socket {
+            fd: f.fd,
+            name: f.name,
+            inherited: true,
+        })
+        .collect();
+    for (spec, choice) in args.listen.iter().zip(choices) {
+        let fd = match choice {
+            Choice::Inherited(_) | Choice::Named => continue,
+            Choice::Take(fd) => fd,
+            Choice::Bind => sockets::open(&spec.addr, &spec.opts)?,
+        };
+        sockets.push(Socket {
+            fd,
+            name: spec
+                .name
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAME.to_string()),
+            inherited: false,
+        });
+    }
+    if let Some(names) = &args.fdnames {
+        apply_fdnames(&mut sockets, names)?;
+    }
+    Ok(Prepared {
+        sockets,
+        limit,
+        ignored: inherited.ignored,
+    })
+}
+
+/// `--fdname`: one name for all, or exactly one per socket.
+/// (systemd-socket-activate only warns about a mismatch and passes names
+/// that libsystemd then refuses.)
+fn apply_fdnames(sockets: &mut [Socket], names: &[String]) -> Result<()> {
+    match names.len() {
+        1 => sockets.iter_mut().for_each(|s| s.name = names[0].clone()),
+        n if n == sockets.len() => {
+            for (s, name) in sockets.iter_mut().zip(names) {
+                s.name = name.clone();
+            }
+        }
+        n => {
+            return Err(UsageError(format!(
+                "--fdname gives {n} names for {} sockets (give one name, or one per socket)",
+                sockets.len()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Two specs for the same address would fail with EADDRINUSE half-way;
+/// say so up front. Port 0 may repeat (each gets its own port). Sorting,
+/// not a pairwise scan: a thousand specs must stay cheap.
+fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
+    let mut addrs: Vec<&Addr> = specs
+        .iter()
+        .filter(|s| !s.wants_free_port() && !matches!(s.addr, Addr::Inherit(_)))
+        .map(|s| &s.addr)
+        .collect();
+    addrs.sort_unstable();
+    match addrs.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(UsageError(format!(
+            "{} is given twice",
+            String::from_utf8_lossy(&w[0].to_bytes())
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn choose(
+    spec: &Spec,
+    pool: &[inherit::Fd],
+    infos: &[Info],
+    requested: &mut [bool],
+) -> Result<Choice> {
+    match &spec.addr {
+        Addr::Fd(n) => {
+            let first = fds::FIRST;
+            if (first..first + pool.len() as RawFd).contains(n) {
+                return Ok(Choice::Inherited((n - first) as usize));
+            }
+            return take_fd(*n).map(Choice::Take);
+        }
+        Addr::Inherit(name) => {
+            let mut found = false;
+            for (i, f) in pool.iter().enumerate() {
+                if &f.name == name {
+                    requested[i] = true;
+                    found = true;
+                }
+            }
+            if !found {
+                let have: Vec<&str> = pool.iter().map(|f| f.name.as_str()).collect();
+                if have.is_empty() {
+                    bail!("inherit:{name}: nothing was inherited (no LISTEN_FDS for gracewrap)");
+                }
+                bail!(
+                    "inherit:{name}: no inherited socket is named {name} (inherited: {})",
+                    have.join(", ")
+                );
+            }
+            return Ok(Choice::Named);
+        }
+        _ => {}
+    }
+    let ty = wanted_type(&spec.addr);
+    if let Some(name) = &spec.name
+        && let Some(i) = pool
+            .iter()
+            .zip(infos)
+            .position(|(f, info)| &f.name == name && info.ty == Some(ty))
+    {
+        return Ok(Choice::Inherited(i));
+    }
+    if let Some(i) = infos
+        .iter()
+        .position(|info| same_address(&spec.addr, ty, info))
+    {
+        return Ok(Choice::Inherited(i));
+    }
+    Ok(Choice::Bind)
+}
+
+fn take_fd(fd: RawFd) -> Result<OwnedFd> {
+    fds::take(fd).map_err(|e| match e {
+        TakeError::NotOpen => anyhow!("fd:{fd}: fd {fd} is not open"),
+        TakeError::NotSocket => anyhow!("fd:{fd}: fd {fd} is not a socket"),
+        TakeError::Other(e) => anyhow!("fd:{fd}: {}", reason(e)),
+    })
+}
+
+fn info(fd: &OwnedFd) -> Info {
+    Info {
+        ty: sockopt::socket_type(fd.as_fd()).ok(),
+        addr: getsockname(fd.as_fd()).ok(),
+    }
+}
+
+fn wanted_type(addr: &Addr) -> SocketType {
+    match addr {
+        Addr::Inet {
+            proto: Proto::Tcp, ..
+        } => SocketType::STREAM,
+        Addr::Inet {
+            proto: Proto::Udp, ..
+        } => SocketType::DGRAM,
+        Addr::Unix { kind, .. } | Addr::Vsock { kind, .. } => match kind {
+            UnixKind::Stream => SocketType::STREAM,
+            UnixKind::Dgram => SocketType::DGRAM,
+            UnixKind::Seqpacket => SocketType::SEQPACKET,
+        },
+        Addr::Fd(_) | Addr::Inherit(_) => SocketType::STREAM,
+    }
+}
+
+/// Whether an inherited socket is what `addr` would bind.
+fn same_address(addr: &Addr, ty: SocketType, info: &Info) -> bool {
+    let Some(bound) = &info.addr else {
+        return false;
+    };
+    if info.ty != Some(ty) {
+        return false;
+    }
+    match addr {
+        Addr::Inet {
+            family, host, port, ..
+        } => {
+            let Ok(bound) = std::net::SocketAddr::try_from(bound.clone()) else {
+                return false;
+            };
+            if *port == 0 || bound.port() != *port {
+                return false;
+            }
+            let ip = bound.ip();
+            match host {
+                // gracenet's isSameAddr: 0.0.0.0 and [::] are the same.
+                Host::Unspecified => ip.is_unspecified(),
+                Host::Localhost if *family == Family::V6 => ip == std::net::Ipv6Addr::LOCALHOST,
+                Host::Localhost => ip == std::net::Ipv4Addr::LOCALHOST,
+                Host::V4(a) => ip == *a,
+                Host::V6(a, _) => ip == *a,
+            }
+        }
+        Addr::Unix { path, .. } => {
+            let Ok(bound) = SocketAddrUnix::try_from(bound.clone()) else {
+                return false;
+            };
+            match path {
+                UnixPath::Abstract(name) => bound.abstract_name() == Some(name.as_slice()),
+                UnixPath::File(p) => bound.path_bytes().is_some_and(|b| {
+                    absolute(Path::new(std::ffi::OsStr::from_bytes(b))) == absolute(Path::new(p))
+                }),
+            }
+        }
+        Addr::Vsock { cid, port, .. } => sockets::vsock::Addr::parse(bound) == Some((*cid, *port)),
+        Addr::Fd(_) | Addr::Inherit(_) => false,
+    }
+}
+
+/// A path made absolute against the working directory, `.` parts dropped,
+/// so `./x.sock` and `/srv/x.sock` compare equal from /srv.
+fn absolute(p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    joined.components().collect()
+}
+
+use std::os::unix::ffi::OsStrExt;
