@@ -242,8 +242,42 @@ fn answer(hold: bool) -> i32 {
     0
 }
 
-/// Answers on every passed socket until killed: one thread per socket.
+/// Answers on every passed socket until killed: a thread per listening
+/// socket, one per connection. Knobs for the supervisor tests, from the
+/// environment:
+/// - `PROBE_TAG`: appended to every reply (`... tag v2`);
+/// - `PROBE_EXIT=N`: exit with N at once, before serving;
+/// - `PROBE_READY_AFTER_MS=N`: wait N ms before READY=1;
+/// - `PROBE_NO_NOTIFY=1`: never send READY=1;
+/// - `PROBE_IGNORE_TERM=1`: ignore SIGTERM (by default SIGTERM drains:
+///   stop accepting, finish the requests in flight, exit 0);
+/// - `PROBE_SIGNAL_LOG=PATH`: append the names of USR1, USR2, WINCH, INT,
+///   QUIT, HUP as they arrive;
+/// - `PROBE_SLOW_MS=N`: take N ms to answer each request;
+/// - `PROBE_SPAWN_ORPHAN=FIFO`: leave an orphan behind that exits once a
+///   line can be read from FIFO.
 fn serve() {
+    let env = |k: &str| std::env::var(k).ok();
+    if let Some(code) = env("PROBE_EXIT").and_then(|c| c.parse().ok()) {
+        std::process::exit(code);
+    }
+    if env("PROBE_IGNORE_TERM").is_some() {
+        // SAFETY: SIG_IGN installs no code.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    } else {
+        signal_hook::flag::register(libc::SIGTERM, std::sync::Arc::clone(&DRAIN))
+            .expect("register");
+    }
+    if let Some(log) = env("PROBE_SIGNAL_LOG") {
+        log_signals(log);
+    }
+    if let Some(fifo) = env("PROBE_SPAWN_ORPHAN") {
+        // sh forks a subshell that forks `read`, then exits at once: the
+        // `read` process is re-parented to the nearest subreaper.
+        let _ = std::process::Command::new("sh")
+            .args(["-c", "(read x < \"$0\") & exit 0", &fifo])
+            .status();
+    }
     let n: RawFd = std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -252,14 +286,106 @@ fn serve() {
     for fd in 3..3 + n {
         threads.push(std::thread::spawn(move || serve_one(fd)));
     }
+    if env("PROBE_NO_NOTIFY").is_none() {
+        if let Some(ms) = env("PROBE_READY_AFTER_MS").and_then(|m| m.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        sd_notify("READY=1");
+    }
     for t in threads {
         let _ = t.join();
     }
 }
 
+/// Sends one sd_notify message, if NOTIFY_SOCKET is set.
+fn sd_notify(text: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let addr = if let Some(name) = bytes.strip_prefix(b"@") {
+        rustix::net::SocketAddrUnix::new_abstract_name(name)
+    } else {
+        rustix::net::SocketAddrUnix::new(path.as_os_str())
+    };
+    let (Ok(addr), Ok(sock)) = (
+        addr,
+        rustix::net::socket(rustix::net::AddressFamily::UNIX, SocketType::DGRAM, None),
+    ) else {
+        return;
+    };
+    let _ = rustix::net::sendto(
+        &sock,
+        text.as_bytes(),
+        rustix::net::SendFlags::empty(),
+        &addr,
+    );
+}
+
+fn log_signals(path: String) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let sigs = [
+        (libc::SIGUSR1, "USR1"),
+        (libc::SIGUSR2, "USR2"),
+        (libc::SIGWINCH, "WINCH"),
+        (libc::SIGINT, "INT"),
+        (libc::SIGQUIT, "QUIT"),
+        (libc::SIGHUP, "HUP"),
+    ];
+    let flags: Vec<(Arc<AtomicBool>, &str)> = sigs
+        .iter()
+        .map(|(sig, name)| {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(*sig, Arc::clone(&flag)).expect("register");
+            (flag, *name)
+        })
+        .collect();
+    std::thread::spawn(move || {
+        loop {
+            for (flag, name) in &flags {
+                if flag.swap(false, Ordering::SeqCst) {
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .unwrap();
+                    let _ = writeln!(f, "{name}");
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    });
+}
+
+/// Set by SIGTERM: stop accepting, let the requests in flight finish.
+static DRAIN: std::sync::LazyLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+/// Requests in flight.
+static ACTIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn draining() -> bool {
+    DRAIN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// After SIGTERM: exit 0 once nothing is in flight.
+fn finish_drain() -> ! {
+    while ACTIVE.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::process::exit(0)
+}
+
 fn serve_one(fd: RawFd) {
     let sock = borrow(fd);
-    let text = format!("pid {} fd {fd}\n", std::process::id());
+    let tag = std::env::var("PROBE_TAG")
+        .map(|t| format!(" tag {t}"))
+        .unwrap_or_default();
+    let text = format!("pid {} fd {fd}{tag}\n", std::process::id());
+    let slow = std::env::var("PROBE_SLOW_MS")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0u64);
     let listening = sockopt::socket_acceptconn(sock).unwrap_or(false);
     if !listening {
         // Datagram socket: echo our identity back to each sender.
@@ -276,21 +402,55 @@ fn serve_one(fd: RawFd) {
         }
         return;
     }
+    use std::sync::atomic::Ordering::SeqCst;
+    // Non-blocking: generations share the listener, and the one that loses
+    // the race for a connection must not hang in accept(2).
+    let _ = rustix::fs::fcntl_setfl(sock, rustix::fs::OFlags::NONBLOCK);
     loop {
-        let Ok(conn) = rustix::net::accept(sock) else {
-            return;
+        // Wait for a connection, but look at the drain flag every 10 ms.
+        let mut polls = [rustix::event::PollFd::new(
+            &sock,
+            rustix::event::PollFlags::IN,
+        )];
+        let tick = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 10_000_000,
         };
-        let mut stream = std::fs::File::from(conn);
-        let mut buf = [0u8; 4096];
-        let n = stream.read(&mut buf).unwrap_or(0);
-        let reply = if buf[..n].starts_with(b"GET ") || buf[..n].starts_with(b"HEAD ") {
-            format!(
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            )
-        } else {
-            text.clone()
+        let _ = rustix::event::poll(&mut polls, Some(&tick));
+        if draining() {
+            finish_drain();
+        }
+        if polls[0].revents().is_empty() {
+            continue;
+        }
+        // Counted before accept, so a drain never misses this one.
+        ACTIVE.fetch_add(1, SeqCst);
+        let conn = match rustix::net::accept(sock) {
+            Ok(conn) => conn,
+            Err(_) => {
+                ACTIVE.fetch_sub(1, SeqCst);
+                continue;
+            }
         };
-        let _ = stream.write_all(reply.as_bytes());
+        let text = text.clone();
+        std::thread::spawn(move || {
+            let mut stream = std::fs::File::from(conn);
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if slow > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(slow));
+            }
+            let reply = if buf[..n].starts_with(b"GET ") || buf[..n].starts_with(b"HEAD ") {
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                )
+            } else {
+                text
+            };
+            let _ = stream.write_all(reply.as_bytes());
+            drop(stream);
+            ACTIVE.fetch_sub(1, SeqCst);
+        });
     }
 }

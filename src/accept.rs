@@ -34,6 +34,14 @@ const CONNECTION_NAME: &str = "connection";
 const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 pub fn run(args: &Args, prepared: Prepared) -> Result<u8> {
+    let created = prepared.created.clone();
+    let result = serve(args, prepared);
+    // Resident: the socket files we bound are ours to remove.
+    crate::prepare::remove_created(&created);
+    result
+}
+
+fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
     let listeners: Vec<OwnedFd> = prepared.sockets.into_iter().map(|s| s.fd).collect();
     for fd in &listeners {
         if !sockopt::socket_acceptconn(fd).unwrap_or(false) {

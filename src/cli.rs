@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::time::Duration;
 
 use crate::msg::quote;
 use crate::spec::{Spec, UnixKind, check_name};
@@ -15,7 +16,7 @@ use crate::spec::{Spec, UnixKind, check_name};
 pub enum Parsed {
     Help,
     Version,
-    Run(Args),
+    Run(Box<Args>),
 }
 
 /// What happens to inherited sockets no `--listen` asked for.
@@ -46,6 +47,8 @@ pub struct Args {
     pub inetd: bool,
     /// `--lazy`: exec only when the first connection or datagram arrives.
     pub lazy: bool,
+    /// `--supervise` and its settings.
+    pub supervise: Option<Supervise>,
     /// `--setenv NAME[=VALUE]`; `None` copies our own value.
     pub setenv: Vec<(OsString, Option<OsString>)>,
     /// `--no-pid`: leave `LISTEN_PID` (and `LISTEN_PIDFDID`) unset.
@@ -59,6 +62,113 @@ pub struct Args {
     pub verbose: bool,
     pub program: OsString,
     pub args: Vec<OsString>,
+}
+
+/// Supervisor settings (`--supervise`).
+#[derive(Debug, Clone)]
+pub struct Supervise {
+    /// `--restart-signal` (SIGHUP).
+    pub restart_signal: i32,
+    /// `--ready-delay`: ready this long after start without READY=1.
+    pub ready_delay: Option<Duration>,
+    /// `--ready-timeout` (30 s): a new generation not ready by then is stopped.
+    pub ready_timeout: Duration,
+    /// `--stop-signal` (SIGTERM) for a generation being replaced or shut down.
+    pub stop_signal: i32,
+    /// `--stop-timeout` (10 s) before SIGKILL.
+    pub stop_timeout: Duration,
+    /// `--restart-on-exit`: start a new generation when the current one exits.
+    pub restart_on_exit: bool,
+    /// `--process-group`: each generation in its own process group, signalled as a group.
+    pub process_group: bool,
+    /// `--pid-file`.
+    pub pid_file: Option<std::path::PathBuf>,
+}
+
+impl Default for Supervise {
+    fn default() -> Self {
+        Supervise {
+            restart_signal: libc::SIGHUP,
+            ready_delay: None,
+            ready_timeout: Duration::from_secs(30),
+            stop_signal: libc::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+            restart_on_exit: false,
+            process_group: false,
+            pid_file: None,
+        }
+    }
+}
+
+/// Signal names gracewrap understands (with or without `SIG`, any case, or
+/// a number), and prints.
+const SIGNALS: [(&str, i32); 24] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("WINCH", libc::SIGWINCH),
+    ("PWR", libc::SIGPWR),
+];
+
+/// `TERM`, `SIGTERM`, `sigterm` or `15`.
+pub fn parse_signal(text: &str) -> Option<i32> {
+    let upper = text.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if let Some((_, n)) = SIGNALS.iter().find(|(s, _)| *s == name) {
+        return Some(*n);
+    }
+    text.parse().ok().filter(|n| (1..=64).contains(n))
+}
+
+/// `SIGTERM` for 15, `signal 40` for what has no name.
+pub fn signal_name(sig: i32) -> String {
+    match SIGNALS.iter().find(|(_, n)| *n == sig) {
+        Some((name, _)) => format!("SIG{name}"),
+        None => format!("signal {sig}"),
+    }
+}
+
+/// `10s`, `500ms`, `1.5s`, `2m`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (num, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    if num.is_empty() || num.starts_with(['+', '-']) {
+        return None;
+    }
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    // A day is plenty for any timeout or delay here.
+    (secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
 }
 
 /// A usage error: exit status 2.
@@ -121,6 +231,28 @@ Options (parsing stops at PROGRAM):
   -h, --help                print this help and exit
   -V, --version             print the version and exit
 
+Supervisor (gracewrap stays resident as PID 1 or under a service manager):
+  -s, --supervise           run PROGRAM as a child on the sockets and restart it on
+                            --restart-signal with zero dropped connections: a new
+                            generation starts on the same sockets, the old one gets
+                            --stop-signal only once the new one is ready
+      --restart-signal SIG  the restart trigger (default HUP)
+      --ready-delay DUR     count a generation ready DUR after start if it has not sent
+                            READY=1 by then (default: only READY=1 on NOTIFY_SOCKET)
+      --ready-timeout DUR   a new generation not ready by then is stopped, the old one
+                            keeps serving (default 30s)
+      --stop-signal SIG     sent to a generation being replaced or shut down (TERM)
+      --stop-timeout DUR    then SIGKILL after DUR (default 10s; 0 = at once)
+      --restart-on-exit     start a new generation when PROGRAM exits on its own
+                            (backoff 0.1s doubling to 30s); default: exit with its status
+      --process-group       each generation in its own process group (and the
+                            terminal's foreground); signals go to the whole group
+      --pid-file PATH       write gracewrap's pid there (atomically); removed on exit
+  Signals: the restart signal restarts; TERM stops all generations (stop-signal,
+  stop-timeout, KILL) and exits; INT QUIT USR1 USR2 WINCH TSTP TTIN TTOU CONT ALRM
+  PWR URG are forwarded to the current generation. Exit status: PROGRAM's, or
+  128+signal if a signal killed it. DUR: 10s, 500ms, 2m, or seconds.
+
 systemd-socket-activate compatibility:
   -d, --datagram            bare SPECs (8080, /path) make datagram sockets
       --seqpacket           bare unix SPECs make seqpacket sockets
@@ -176,6 +308,9 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
     // (spec, written in a bare form) until --datagram/--seqpacket are known.
     let mut listen: Vec<(Spec, bool, OsString)> = Vec::new();
     let (mut datagram, mut seqpacket, mut now, mut max_given) = (false, false, false, false);
+    // Supervisor settings given, and which flags gave them (they need -s).
+    let mut sup_opts: Option<Supervise> = None;
+    let mut sup_flags: Vec<&str> = Vec::new();
     let mut command: Vec<OsString> = Vec::new();
     let mut parser = lexopt::Parser::from_args(argv);
     while let Some(arg) = parser.next()? {
@@ -232,6 +367,78 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             Short('a') | Long("accept") => args.accept = true,
             Long("inetd") => args.inetd = true,
             Long("lazy") => args.lazy = true,
+            Short('s') | Long("supervise") => {
+                args.supervise.get_or_insert_with(Supervise::default);
+            }
+            Long("restart-signal") | Long("stop-signal") => {
+                let flag = if matches!(arg, Long("restart-signal")) {
+                    "--restart-signal"
+                } else {
+                    "--stop-signal"
+                };
+                let value = parser.value()?;
+                let sig = value.to_str().and_then(parse_signal).ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid {flag} {}: not a signal name or number",
+                        quote(&value)
+                    ))
+                })?;
+                let s = sup_opts.get_or_insert_with(Supervise::default);
+                if flag == "--restart-signal" {
+                    if [libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD, libc::SIGTERM].contains(&sig) {
+                        return Err(UsageError(format!(
+                            "invalid --restart-signal {}: {} cannot be the restart signal",
+                            quote(&value),
+                            signal_name(sig)
+                        )));
+                    }
+                    s.restart_signal = sig;
+                } else {
+                    s.stop_signal = sig;
+                }
+                sup_flags.push(flag);
+            }
+            Long("ready-delay") | Long("ready-timeout") | Long("stop-timeout") => {
+                let flag = match arg {
+                    Long("ready-delay") => "--ready-delay",
+                    Long("ready-timeout") => "--ready-timeout",
+                    _ => "--stop-timeout",
+                };
+                let value = parser.value()?;
+                let d = value.to_str().and_then(parse_duration).ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid {flag} {}: expected a duration such as 10s, 500ms or 2m",
+                        quote(&value)
+                    ))
+                })?;
+                let s = sup_opts.get_or_insert_with(Supervise::default);
+                match flag {
+                    "--ready-delay" => s.ready_delay = Some(d),
+                    "--ready-timeout" => s.ready_timeout = d,
+                    _ => s.stop_timeout = d,
+                }
+                sup_flags.push(flag);
+            }
+            Long("restart-on-exit") => {
+                sup_opts
+                    .get_or_insert_with(Supervise::default)
+                    .restart_on_exit = true;
+                sup_flags.push("--restart-on-exit");
+            }
+            Long("process-group") => {
+                sup_opts
+                    .get_or_insert_with(Supervise::default)
+                    .process_group = true;
+                sup_flags.push("--process-group");
+            }
+            Long("pid-file") => {
+                let value = parser.value()?;
+                if value.is_empty() {
+                    return Err(UsageError("invalid --pid-file \"\": empty path".into()));
+                }
+                sup_opts.get_or_insert_with(Supervise::default).pid_file = Some(value.into());
+                sup_flags.push("--pid-file");
+            }
             Long("now") => now = true,
             Long("no-pid") => args.no_pid = true,
             Long("keep-fds") => args.keep_fds = true,
@@ -246,7 +453,26 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             _ => return Err(arg.unexpected().into()),
         }
     }
+    if let Some(flag) = sup_flags.first().filter(|_| args.supervise.is_none()) {
+        return Err(UsageError(format!("{flag} applies only to --supervise")));
+    }
+    if args.supervise.is_some() {
+        args.supervise = sup_opts.or(args.supervise.take());
+    }
+    let supervise = args.supervise.is_some();
     let conflicts = [
+        (
+            supervise && args.accept,
+            "--supervise and --accept cannot be combined",
+        ),
+        (
+            supervise && args.lazy,
+            "--supervise and --lazy cannot be combined",
+        ),
+        (
+            supervise && args.inetd,
+            "--supervise and --inetd cannot be combined",
+        ),
         (
             datagram && seqpacket,
             "--datagram and --seqpacket cannot be combined",
@@ -308,7 +534,7 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
         return Err(UsageError("PROGRAM is an empty string".into()));
     }
     args.args = command.collect();
-    Ok(Parsed::Run(args))
+    Ok(Parsed::Run(Box::new(args)))
 }
 
 /// `NAME[=VALUE]` for `--setenv`.
@@ -342,7 +568,7 @@ mod tests {
 
     fn run(argv: &[&str]) -> Args {
         match parse(argv) {
-            Ok(Parsed::Run(args)) => args,
+            Ok(Parsed::Run(args)) => *args,
             other => panic!("{argv:?}: {other:?}"),
         }
     }
@@ -432,6 +658,72 @@ mod tests {
         assert!(!run(&["--now", "-l", "1", "p"]).lazy);
         assert_eq!(run(&["--inherited=drop", "p"]).inherited, Inherited::Drop);
         assert_eq!(run(&["--environment", "A=1", "p"]).setenv.len(), 1);
+    }
+
+    #[test]
+    fn supervisor_options() {
+        let a = run(&[
+            "-s",
+            "--restart-signal",
+            "usr2",
+            "--ready-delay",
+            "500ms",
+            "--ready-timeout=1m",
+            "--stop-signal",
+            "SIGINT",
+            "--stop-timeout",
+            "0",
+            "--restart-on-exit",
+            "--process-group",
+            "--pid-file",
+            "/run/x.pid",
+            "p",
+        ]);
+        let s = a.supervise.unwrap();
+        assert_eq!(s.restart_signal, libc::SIGUSR2);
+        assert_eq!(s.ready_delay, Some(Duration::from_millis(500)));
+        assert_eq!(s.ready_timeout, Duration::from_secs(60));
+        assert_eq!(s.stop_signal, libc::SIGINT);
+        assert_eq!(s.stop_timeout, Duration::ZERO);
+        assert!(s.restart_on_exit && s.process_group);
+        assert_eq!(
+            s.pid_file.as_deref(),
+            Some(std::path::Path::new("/run/x.pid"))
+        );
+        // Order does not matter; defaults.
+        let s = run(&["--stop-timeout", "3", "--supervise", "p"])
+            .supervise
+            .unwrap();
+        assert_eq!(s.stop_timeout, Duration::from_secs(3));
+        assert_eq!(
+            (s.restart_signal, s.stop_signal),
+            (libc::SIGHUP, libc::SIGTERM)
+        );
+        assert_eq!(s.ready_delay, None);
+        assert_eq!(s.ready_timeout, Duration::from_secs(30));
+        assert!(run(&["p"]).supervise.is_none());
+    }
+
+    #[test]
+    fn durations_and_signals() {
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        for bad in [
+            "", "s", "-1s", "+1", "1x", "1e999", "NaN", "2d", "25h", "1 s",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_signal("HUP"), Some(libc::SIGHUP));
+        assert_eq!(parse_signal("sigterm"), Some(libc::SIGTERM));
+        assert_eq!(parse_signal("10"), Some(10));
+        assert_eq!(parse_signal("0"), None);
+        assert_eq!(parse_signal("65"), None);
+        assert_eq!(parse_signal("SIGFOO"), None);
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(40), "signal 40");
     }
 
     #[test]
@@ -545,6 +837,6 @@ mod tests {
                 );
             }
         }
-        assert!(found >= 18, "option scan found only {found} options");
+        assert!(found >= 27, "option scan found only {found} options");
     }
 }

@@ -32,6 +32,9 @@ pub fn run(args: Args) -> Result<u8> {
     if args.accept {
         return crate::accept::run(&args, prepared);
     }
+    if args.supervise.is_some() {
+        return crate::supervise::run(&args, prepared);
+    }
     if args.inetd && prepared.sockets.len() != 1 {
         return Err(UsageError(format!(
             "--inetd without --accept takes exactly one socket, there are {} (inherited ones count)",

@@ -21,11 +21,13 @@ mod exec;
 mod fds;
 mod inherit;
 mod msg;
+mod notify;
 mod prepare;
 mod signals;
 mod sockets;
 mod spawn;
 mod spec;
+mod supervise;
 
 use std::io::Write;
 
@@ -54,7 +56,7 @@ fn run() -> u8 {
         Ok(Parsed::Version) => {
             return print(concat!("gracewrap ", env!("CARGO_PKG_VERSION"), "\n"));
         }
-        Ok(Parsed::Run(args)) => match exec::run(args) {
+        Ok(Parsed::Run(args)) => match exec::run(*args) {
             Ok(code) => return code,
             Err(e) => e,
         },

@@ -35,10 +35,53 @@ pub struct Socket {
     pub inherited: bool,
 }
 
+/// A unix socket file gracewrap bound, to remove when gracewrap exits
+/// while still resident (in exec mode PROGRAM owns it). Identified by
+/// inode, so a file someone else put there since is left alone.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// Removes the socket files gracewrap created, if they are still the ones
+/// it created. Never follows symlinks, never removes anything else.
+pub fn remove_created(created: &[Created]) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for c in created {
+        if std::fs::symlink_metadata(&c.path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == c.dev && m.ino() == c.ino)
+        {
+            let _ = std::fs::remove_file(&c.path);
+        }
+    }
+}
+
+fn created(addr: &Addr) -> Option<Created> {
+    use std::os::unix::fs::MetadataExt;
+    let Addr::Unix {
+        path: UnixPath::File(p),
+        ..
+    } = addr
+    else {
+        return None;
+    };
+    let path = absolute(Path::new(p));
+    let m = std::fs::symlink_metadata(&path).ok()?;
+    Some(Created {
+        dev: m.dev(),
+        ino: m.ino(),
+        path,
+    })
+}
+
 /// The sockets in fd order (3, 4, ...), not yet placed.
 #[derive(Debug)]
 pub struct Prepared {
     pub sockets: Vec<Socket>,
+    /// Unix socket files bound here (not inherited ones).
+    pub created: Vec<Created>,
     /// RLIMIT_NOFILE as found, to restore for PROGRAM.
     pub limit: NofileLimit,
     /// Why LISTEN_FDS was ignored, if it was.
@@ -136,11 +179,16 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
             inherited: true,
         })
         .collect();
+    let mut made = Vec::new();
     for (spec, choice) in args.listen.iter().zip(choices) {
         let fd = match choice {
             Choice::Inherited(_) | Choice::Named => continue,
             Choice::Take(fd) => fd,
-            Choice::Bind => sockets::open(&spec.addr, &spec.opts)?,
+            Choice::Bind => {
+                let fd = sockets::open(&spec.addr, &spec.opts)?;
+                made.extend(created(&spec.addr));
+                fd
+            }
         };
         sockets.push(Socket {
             fd,
@@ -156,6 +204,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     }
     Ok(Prepared {
         sockets,
+        created: made,
         limit,
         ignored: inherited.ignored,
     })

@@ -75,6 +75,8 @@ pub struct Setup {
     pub fd3: Option<RawFd>,
     /// Get SIGTERM when gracewrap dies (PR_SET_PDEATHSIG).
     pub deathsig: bool,
+    /// Lead a new process group, and take the terminal's foreground.
+    pub new_group: bool,
     /// Our pid, to notice that we died before PR_SET_PDEATHSIG took hold.
     pub parent: i32,
     /// Signals gracewrap catches, to reset (at most 16).
@@ -93,6 +95,7 @@ impl Setup {
         Setup {
             fd3: None,
             deathsig: false,
+            new_group: false,
             parent: std::process::id() as i32,
             caught: arr,
             ncaught: n,
@@ -105,8 +108,8 @@ impl Setup {
     #[allow(unsafe_code)]
     pub fn apply(self, cmd: &mut Command) {
         // SAFETY: the closure makes only async-signal-safe calls (prctl,
-        // getppid, fcntl, dup2, rt_sigaction, rt_sigprocmask) on plain data
-        // copied into it; it allocates nothing.
+        // getppid, fcntl, dup2, setpgid, isatty, tcsetpgrp, rt_sigaction,
+        // rt_sigprocmask) on plain data copied into it; it allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 if self.deathsig {
@@ -123,6 +126,14 @@ impl Setup {
                 };
                 if placed < 0 {
                     return Err(io::Error::last_os_error());
+                }
+                if self.new_group {
+                    libc::setpgid(0, 0);
+                    // Every signal is still blocked here, so SIGTTOU cannot
+                    // stop us for taking the foreground (tini -g does this).
+                    if libc::isatty(0) == 1 {
+                        libc::tcsetpgrp(0, libc::getpid());
+                    }
                 }
                 crate::signals::child_reset(
                     &self.caught[..self.ncaught],

@@ -15,3 +15,5 @@ mod exec;
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
 mod interop;
+/// --supervise: graceful restarts, PID-1 duties, sd_notify.
+mod supervise;

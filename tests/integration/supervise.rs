@@ -1,0 +1,604 @@
+//! --supervise: graceful restarts, failure handling, signals, PID-1
+//! duties and sd_notify, with real processes and loopback traffic.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::util::*;
+
+/// A deployable "binary": a script that runs the probe with `env`.
+fn write_app(path: &Path, env: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        format!("#!/bin/sh\n{env} exec '{}' serve\n", probe().display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, path).unwrap(); // atomic, like a deploy
+}
+
+/// `pid P fd N [tag T]` from one request; None if it failed.
+fn ask(addr: &str) -> Option<(u32, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(DEADLINE)).ok()?;
+    s.write_all(b"x").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let f: Vec<&str> = reply.split_whitespace().collect();
+    let pid = f.get(1)?.parse().ok()?;
+    let tag = if f.get(4) == Some(&"tag") {
+        f.get(5).unwrap_or(&"").to_string()
+    } else {
+        String::new()
+    };
+    Some((pid, tag))
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+fn kill(pid: u32, sig: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), sig)
+        .unwrap();
+}
+
+struct Sup {
+    g: Running,
+    addr: String,
+    dir: PathBuf,
+    app: PathBuf,
+}
+
+impl Sup {
+    /// `gracewrap -s -v ARGS -l tcp:127.0.0.1:0 -- DIR/app` with app v1.
+    fn start(name: &str, args: &[&str], v1_env: &str) -> Sup {
+        let dir = temp_dir(name);
+        let app = dir.join("app");
+        write_app(&app, &format!("PROBE_TAG=v1 {v1_env}"));
+        let mut cmd = gracewrap(["-s", "-v"]);
+        cmd.args(args)
+            .args(["-l", "tcp:127.0.0.1:0", "--"])
+            .arg(&app)
+            .env("PROBE_REPORT", dir.join("report"));
+        let mut g = Running::spawn(&mut cmd);
+        let addr = g.listening_addr();
+        g.stderr_line("generation 1 (pid");
+        Sup { g, addr, dir, app }
+    }
+
+    fn pid(&self) -> u32 {
+        self.g.child.id()
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        kill(self.pid(), sig);
+    }
+
+    /// Waits for "generation N (pid P) is ready..." and returns P.
+    fn ready(&mut self, n: u32) -> u32 {
+        let line = self.g.stderr_line(&format!("generation {n} (pid"));
+        if line.contains(&format!("generation {n} (pid")) && line.contains("is ready") {
+            return pid_in(&line, n);
+        }
+        let line = self.g.stderr_line("is ready");
+        assert!(line.contains(&format!("generation {n} (pid")), "{line}");
+        pid_in(&line, n)
+    }
+}
+
+fn pid_in(line: &str, n: u32) -> u32 {
+    let key = format!("generation {n} (pid ");
+    let rest = &line[line.find(&key).unwrap() + key.len()..];
+    rest[..rest.find(')').unwrap()].parse().unwrap()
+}
+
+/// The headline: a restart picks up a newly deployed binary, and a client
+/// hammering the port meanwhile sees no refused, reset or failed request.
+#[test]
+fn restart_picks_up_a_replaced_binary_and_no_request_fails() {
+    let mut s = Sup::start("restart", &[], "");
+    let p1 = s.ready(1);
+    assert_eq!(ask(&s.addr), Some((p1, "v1".into())));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (addr, stop, ok, failed) =
+                (s.addr.clone(), stop.clone(), ok.clone(), failed.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match ask(&addr) {
+                        Some(_) => ok.fetch_add(1, Ordering::SeqCst),
+                        None => failed.fetch_add(1, Ordering::SeqCst),
+                    };
+                }
+            })
+        })
+        .collect();
+    wait_until("traffic before the restart", || {
+        ok.load(Ordering::SeqCst) > 50
+    });
+    write_app(&s.app, "PROBE_TAG=v2");
+    s.signal(rustix::process::Signal::HUP);
+    let p2 = s.ready(2);
+    assert_ne!(p1, p2);
+    wait_until("the new binary to answer", || {
+        ask(&s.addr).is_some_and(|(p, t)| p == p2 && t == "v2")
+    });
+    wait_until("the old generation to be gone", || !alive(p1));
+    let before = ok.load(Ordering::SeqCst);
+    wait_until("traffic after the restart", || {
+        ok.load(Ordering::SeqCst) > before + 50
+    });
+    stop.store(true, Ordering::SeqCst);
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "requests failed during the restart ({} ok)",
+        ok.load(Ordering::SeqCst)
+    );
+    // Only gen 2 is left, and it got exactly the sockets, nothing else.
+    let r = Report::parse(&std::fs::read_to_string(s.dir.join("report")).unwrap()).unwrap();
+    assert_eq!(r.pid, p2);
+    r.assert_protocol(&["unknown"]);
+    assert!(r.env("NOTIFY_SOCKET").is_some_and(|v| v.starts_with('@')));
+    assert_eq!(r.env("GRACEWRAP_HANDOFF"), None);
+    assert_eq!(
+        (r.sigblk, r.sigign),
+        (0, 0),
+        "clean signal state in the generation"
+    );
+}
+
+#[test]
+fn a_crashing_new_generation_leaves_the_old_one_serving() {
+    let mut s = Sup::start("crash", &[], "");
+    let p1 = s.ready(1);
+    write_app(&s.app, "PROBE_EXIT=3");
+    s.signal(rustix::process::Signal::HUP);
+    let line = s.g.stderr_line("before it was ready");
+    assert!(
+        line.contains("generation 2 (pid ") && line.contains("exited with status 3"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(&format!("generation 1 (pid {p1}) keeps serving")),
+        "{line}"
+    );
+    assert_eq!(ask(&s.addr), Some((p1, "v1".into())));
+    // gracewrap itself is unaffected and can restart again later.
+    write_app(&s.app, "PROBE_TAG=v3");
+    s.signal(rustix::process::Signal::HUP);
+    let p3 = s.ready(3);
+    wait_until("v3 answers", || ask(&s.addr) == Some((p3, "v3".into())));
+}
+
+#[test]
+fn a_never_ready_generation_is_stopped_after_the_ready_timeout() {
+    let mut s = Sup::start("never-ready", &["--ready-timeout", "500ms"], "");
+    let p1 = s.ready(1);
+    write_app(&s.app, "PROBE_NO_NOTIFY=1 PROBE_TAG=v2");
+    s.signal(rustix::process::Signal::HUP);
+    let started = s.g.stderr_line("started generation 2");
+    let p2 = pid_in(&started, 2);
+    let line = s.g.stderr_line("was not ready within");
+    assert!(
+        line.contains(&format!(
+            "generation 2 (pid {p2}) was not ready within 500ms"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("generation 1 (pid {p1}) keeps serving")),
+        "{line}"
+    );
+    wait_until("the unready generation to be gone", || !alive(p2));
+    assert_eq!(ask(&s.addr), Some((p1, "v1".into())));
+}
+
+#[test]
+fn ready_delay_serves_programs_that_do_not_notify() {
+    let mut s = Sup::start(
+        "ready-delay",
+        &["--ready-delay", "100ms"],
+        "PROBE_NO_NOTIFY=1",
+    );
+    let p1 = s.ready(1);
+    write_app(&s.app, "PROBE_NO_NOTIFY=1 PROBE_TAG=v2");
+    s.signal(rustix::process::Signal::HUP);
+    let p2 = s.ready(2);
+    wait_until("v2 answers", || ask(&s.addr) == Some((p2, "v2".into())));
+    wait_until("v1 gone", || !alive(p1));
+}
+
+#[test]
+fn stop_timeout_escalates_to_sigkill() {
+    let mut s = Sup::start(
+        "stop-timeout",
+        &["--stop-timeout", "200ms"],
+        "PROBE_IGNORE_TERM=1",
+    );
+    let p1 = s.ready(1);
+    write_app(&s.app, "PROBE_TAG=v2");
+    s.signal(rustix::process::Signal::HUP);
+    s.ready(2);
+    s.g.stderr_line(&format!("pid {p1} did not stop within 200ms: SIGKILL"));
+    let line = s.g.stderr_line(&format!("generation 1 (pid {p1})"));
+    assert!(line.ends_with("was killed by SIGKILL"), "{line}");
+}
+
+#[test]
+fn restart_signals_during_a_restart_are_coalesced() {
+    let mut s = Sup::start("coalesce", &[], "");
+    s.ready(1);
+    write_app(&s.app, "PROBE_READY_AFTER_MS=300");
+    s.signal(rustix::process::Signal::HUP);
+    s.g.stderr_line("started generation 2");
+    // Generation 2 takes 300 ms to get ready: these arrive during it.
+    for _ in 0..4 {
+        s.signal(rustix::process::Signal::HUP);
+    }
+    s.ready(2);
+    s.ready(3);
+    s.signal(rustix::process::Signal::TERM);
+    assert!(s.g.wait().success());
+    assert!(
+        !s.g.stderr_seen.iter().any(|l| l.contains("generation 4")),
+        "at most one restart is queued: {:?}",
+        s.g.stderr_seen
+    );
+}
+
+#[test]
+fn signals_are_forwarded_to_the_current_generation() {
+    let dir = temp_dir("forward-log");
+    let log = dir.join("signals");
+    let mut s = Sup::start(
+        "forward",
+        &[],
+        &format!("PROBE_SIGNAL_LOG={}", log.display()),
+    );
+    s.ready(1);
+    use rustix::process::Signal;
+    for sig in [
+        Signal::USR1,
+        Signal::USR2,
+        Signal::WINCH,
+        Signal::QUIT,
+        Signal::INT,
+    ] {
+        s.signal(sig);
+    }
+    wait_until("all five signals to reach the program", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.lines().count() == 5)
+    });
+    let mut got: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    got.sort();
+    assert_eq!(got, ["INT", "QUIT", "USR1", "USR2", "WINCH"]);
+}
+
+#[test]
+fn sigterm_stops_every_generation_and_exits_with_the_program_status() {
+    let mut s = Sup::start("sigterm", &[], "");
+    let p1 = s.ready(1);
+    s.signal(rustix::process::Signal::TERM);
+    assert_eq!(
+        s.g.wait().code(),
+        Some(0),
+        "the probe drains and exits 0 on SIGTERM"
+    );
+    assert!(!alive(p1));
+
+    let mut s = Sup::start(
+        "sigterm-kill",
+        &["--stop-timeout", "100ms"],
+        "PROBE_IGNORE_TERM=1",
+    );
+    let p1 = s.ready(1);
+    s.signal(rustix::process::Signal::TERM);
+    assert_eq!(
+        s.g.wait().code(),
+        Some(128 + 9),
+        "SIGKILL after the stop timeout: 128+9"
+    );
+    assert!(!alive(p1));
+}
+
+#[test]
+fn program_crash_ends_gracewrap_with_its_status() {
+    let mut s = Sup::start("crash-exit", &[], "");
+    let p1 = s.ready(1);
+    kill(p1, rustix::process::Signal::SEGV);
+    assert_eq!(s.g.wait().code(), Some(128 + 11));
+}
+
+#[test]
+fn restart_on_exit_starts_a_new_generation() {
+    let mut s = Sup::start("respawn", &["--restart-on-exit"], "");
+    let p1 = s.ready(1);
+    kill(p1, rustix::process::Signal::KILL);
+    let line = s.g.stderr_line("starting a new generation in");
+    assert!(line.contains("was killed by SIGKILL"), "{line}");
+    let p2 = s.ready(2);
+    wait_until("the new generation to answer", || {
+        ask(&s.addr).is_some_and(|(p, _)| p == p2)
+    });
+}
+
+#[test]
+fn pid_file_is_written_and_removed() {
+    let dir = temp_dir("pidfile");
+    let pid_file = dir.join("gw.pid");
+    let mut s = Sup::start(
+        "pidfile-sup",
+        &["--pid-file", pid_file.to_str().unwrap()],
+        "",
+    );
+    s.ready(1);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        format!("{}\n", s.pid())
+    );
+    s.signal(rustix::process::Signal::TERM);
+    s.g.wait();
+    assert!(!pid_file.exists());
+}
+
+#[test]
+fn unix_socket_files_it_created_are_removed_on_exit() {
+    let dir = temp_dir("cleanup");
+    let sock = dir.join("s.sock");
+    let mut g = Running::spawn(&mut gracewrap([
+        "-s",
+        "-v",
+        "-l",
+        &format!("unix:{}", sock.display()),
+        "--",
+        probe().to_str().unwrap(),
+        "serve",
+    ]));
+    g.stderr_line("generation 1 (pid");
+    assert!(sock.exists());
+    kill(g.child.id(), rustix::process::Signal::TERM);
+    g.wait();
+    assert!(
+        !sock.exists(),
+        "gracewrap removes the socket file it made when it exits"
+    );
+    // --accept too.
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "-l",
+        &format!("unix:{}", sock.display()),
+        "--",
+        "cat",
+    ]));
+    g.stderr_line("accepting on");
+    assert!(sock.exists());
+    kill(g.child.id(), rustix::process::Signal::TERM);
+    assert_eq!(g.wait().code(), Some(0));
+    assert!(!sock.exists());
+}
+
+/// The sd_notify sequence a systemd Type=notify service manager sees.
+#[test]
+fn sd_notify_upward_ready_reloading_stopping() {
+    let dir = temp_dir("notify");
+    let path = dir.join("notify.sock");
+    let manager = UnixDatagram::bind(&path).unwrap();
+    manager.set_read_timeout(Some(DEADLINE)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = manager.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut g = Running::spawn(
+        gracewrap([
+            "-s",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--",
+            probe().to_str().unwrap(),
+            "serve",
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .env("PROBE_REPORT", dir.join("report")),
+    );
+    let gw = g.child.id();
+    let m = next();
+    assert!(m.starts_with("READY=1\n"), "{m}");
+    assert!(m.contains(&format!("\nMAINPID={gw}\n")), "{m}");
+    assert!(m.contains("STATUS=serving: generation 1 (pid "), "{m}");
+    kill(gw, rustix::process::Signal::HUP);
+    let m = next();
+    assert!(m.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{m}");
+    let usec: u64 = m.lines().nth(1).unwrap()["MONOTONIC_USEC=".len()..]
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    let m = next();
+    assert!(
+        m.starts_with("READY=1\nSTATUS=serving: generation 2 (pid "),
+        "{m}"
+    );
+    kill(gw, rustix::process::Signal::TERM);
+    assert_eq!(next(), "STOPPING=1");
+    g.wait();
+}
+
+/// As PID 1 (unshare --pid), orphans left by PROGRAM are reaped and a
+/// program killed by a signal makes gracewrap exit 128+signal.
+#[test]
+fn as_pid_1_orphans_are_reaped_and_signal_deaths_give_128_plus() {
+    let dir = temp_dir("pid1");
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut g = Running::spawn(
+        Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                gracewrap_path(),
+                "-s",
+                "-v",
+                "-l",
+                "tcp:127.0.0.1:0",
+                "--",
+            ])
+            .arg(probe())
+            .arg("serve")
+            .env("PROBE_SPAWN_ORPHAN", &fifo)
+            .env("PROBE_REPORT", dir.join("report")),
+    );
+    let line = g.stderr_line("generation 1 (pid");
+    assert!(
+        line.contains("(pid 2)"),
+        "the first child of PID 1 is pid 2: {line}"
+    );
+    // Find gracewrap (PID 1 inside) from outside: unshare's child.
+    let gw = wait_for_child(g.child.id());
+    let report = dir.join("report");
+    wait_until("the generation to report", || report.exists());
+    let r = Report::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        r.ppid, 1,
+        "inside the namespace the generation's parent is PID 1"
+    );
+    // The orphan (`read` of the fifo) was re-parented to gracewrap.
+    wait_until("the orphan to be re-parented to gracewrap", || {
+        children_of(gw).len() == 2
+    });
+    std::fs::write(&fifo, "go\n").unwrap(); // the orphan exits
+    wait_until("the orphan to be reaped (no zombie)", || {
+        children_of(gw).len() == 1
+    });
+    let generation = children_of(gw)[0];
+    kill(generation, rustix::process::Signal::USR1);
+    assert_eq!(g.wait().code(), Some(128 + 10), "{:?}", g.stderr_seen);
+}
+
+/// Outside a PID namespace gracewrap is a child subreaper: same duty.
+#[test]
+fn orphans_are_reaped_outside_pid_1_too() {
+    let dir = temp_dir("subreaper");
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut g = Running::spawn(
+        gracewrap([
+            "-s",
+            "-v",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--",
+            probe().to_str().unwrap(),
+            "serve",
+        ])
+        .env("PROBE_SPAWN_ORPHAN", &fifo)
+        .env("PROBE_REPORT", dir.join("report")),
+    );
+    g.stderr_line("generation 1 (pid");
+    let gw = g.child.id();
+    wait_until("the orphan to be re-parented to gracewrap", || {
+        children_of(gw).len() == 2
+    });
+    std::fs::write(&fifo, "go\n").unwrap();
+    wait_until("the orphan to be reaped", || children_of(gw).len() == 1);
+}
+
+/// Children of `pid`, zombies included.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn wait_for_child(pid: u32) -> u32 {
+    let mut child = 0;
+    wait_until("unshare's child", || {
+        child = children_of(pid).first().copied().unwrap_or(0);
+        child != 0
+    });
+    child
+}
+
+#[test]
+fn process_group_mode_signals_the_whole_group() {
+    let dir = temp_dir("pgroup");
+    let log = dir.join("signals");
+    // The program runs the probe as a child of a shell (not exec): only a
+    // signal to the group reaches the probe.
+    let script = dir.join("app");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nPROBE_SIGNAL_LOG='{}' '{}' serve\n",
+            log.display(),
+            probe().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut g = Running::spawn(
+        gracewrap([
+            "-s",
+            "-v",
+            "--process-group",
+            "--ready-delay",
+            "50ms",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--",
+        ])
+        .arg(&script)
+        .env("PROBE_REPORT", dir.join("report")),
+    );
+    g.stderr_line("generation 1 (pid");
+    wait_until("the probe to start", || dir.join("report").exists());
+    kill(g.child.id(), rustix::process::Signal::USR2);
+    wait_until("USR2 to reach the grandchild", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("USR2"))
+    });
+}
