@@ -47,8 +47,27 @@ if [[ -z $systemfd ]]; then
 	fi
 fi
 
-# Free ports on 127.0.0.1 for COUNT consecutive listeners, per tool.
-port_base() { echo $((20000 + $1 * 1100)); }
+# Ports: one block of 7 x 1100 consecutive ports nobody listens on (the
+# benchmark must not collide with servers on this machine), then
+# 1100 ports per tool.
+block=
+pick_block() {
+	local used base
+	used=$(ss -Htln | awk '{ sub(/.*:/, "", $4); print $4 }' | sort -un)
+	for _ in $(seq 100); do
+		# Below the ephemeral range (32768-60999), where outgoing connections
+		# of anything else running here would collide.
+		base=$((20000 + RANDOM % (32768 - 20000 - 7700)))
+		if ! awk -v b="$base" '$1 >= b && $1 < b + 7700 { f = 1 } END { exit !f }' <<<"$used"; then
+			block=$base
+			return
+		fi
+	done
+	echo "no free block of 7700 ports found" >&2
+	exit 1
+}
+pick_block
+port_base() { echo $((block + $1 * 1100)); }
 
 specs() { # FORMAT COUNT BASE: one listen argument per port
 	local fmt=$1 n=$2 base=$3 i
@@ -122,6 +141,10 @@ if command -v gdb >/dev/null; then
 	for build in static dyn; do
 		for n in 1 1000; do
 			read -r vmrss rssanon <<<"$(rss "${!build}" "$n")"
+			if [[ ! $vmrss =~ ^[0-9]+$ || ! $rssanon =~ ^[0-9]+$ ]]; then
+				echo "FAIL  memory: gracewrap did not reach execve under gdb ($build, $n sockets)"
+				continue
+			fi
 			printf '%-26s %10s %10s\n' "$build, $n socket(s)" "$rssanon" "$vmrss"
 			[[ $n == 1000 ]] && check "RssAnon $build, 1000 sockets (kB)" "$rssanon" "<" 512
 		done

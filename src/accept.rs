@@ -21,7 +21,7 @@ use rustix::io::Errno;
 use rustix::net::{SocketFlags, accept_with, sockopt};
 use rustix::process::{Pid, WaitOptions, waitpid};
 
-use crate::cli::Args;
+use crate::cli::{Args, UsageError};
 use crate::msg::{io_reason, reason, say};
 use crate::prepare::Prepared;
 use crate::signals::{Blocked, Watch};
@@ -64,10 +64,13 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
     }
     let name = match &args.fdnames {
         Some(names) if names.len() == 1 => names[0].clone(),
-        Some(names) => bail!(
-            "--accept passes one connection, --fdname gives {} names",
-            names.len()
-        ),
+        Some(names) => {
+            return Err(UsageError(format!(
+                "--accept passes one connection: give --fdname one name, not {}",
+                names.len()
+            ))
+            .into());
+        }
         None => CONNECTION_NAME.to_string(),
     };
     let path = spawn::resolve(args)?;
@@ -76,7 +79,7 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
     let watch = Watch::new(&caught)
         .map_err(|e| anyhow!("cannot set up signal handling: {}", io_reason(&e)))?;
     prepared.limit.restore();
-    if args.verbose {
+    if args.verbose || args.listen.iter().any(crate::spec::Spec::wants_free_port) {
         for fd in &listeners {
             say(format_args!(
                 "accepting on {} (fd {})",

@@ -278,11 +278,12 @@ SPEC ([NAME=]TYPE:ADDRESS[,OPTION...]):
                       any (or empty), hypervisor, local or host
   fd:N                an fd gracewrap already has open, passed on without rebinding
   inherit:NAME        the inherited socket(s) named NAME; an error if there is none
+                      (NEW=inherit:NAME renames them)
   8080, 1.2.3.4:80, [::1]:80, /path, ./path, @name
                       systemd-socket-activate's forms (tcp, or unix stream)
   PORT 0 binds a free port and prints the real address. Hostnames other than
-  localhost (= 127.0.0.1, or ::1 for tcp6/udp6) are not resolved. A literal
-  comma in a unix path is written \\,
+  localhost (= 127.0.0.1, or ::1 for tcp6/udp6) are not resolved. In a unix
+  path, \\, is a comma and \\\\ a backslash
 OPTION:
   backlog=N           listen(2) backlog (default: the kernel maximum, net.core.somaxconn)
   reuseport           set SO_REUSEPORT (tcp/udp only; off by default)
@@ -305,8 +306,9 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
         max_connections: DEFAULT_MAX_CONNECTIONS,
         ..Args::default()
     };
-    // (spec, written in a bare form) until --datagram/--seqpacket are known.
-    let mut listen: Vec<(Spec, bool, OsString)> = Vec::new();
+    // Which specs were written in a bare form, for --datagram/--seqpacket,
+    // which may come later on the command line.
+    let mut bare_forms: Vec<bool> = Vec::new();
     let (mut datagram, mut seqpacket, mut now, mut max_given) = (false, false, false, false);
     // Supervisor settings given, and which flags gave them (they need -s).
     let mut sup_opts: Option<Supervise> = None;
@@ -319,7 +321,8 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
                 let value = parser.value()?;
                 let (spec, bare) = Spec::parse_form(&value)
                     .map_err(|e| UsageError(format!("invalid --listen {}: {e}", quote(&value))))?;
-                listen.push((spec, bare, value));
+                args.listen.push(spec);
+                bare_forms.push(bare);
             }
             Short('E') | Long("setenv") | Long("environment") => {
                 let value = parser.value()?;
@@ -492,11 +495,11 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             "--max-connections applies only to --accept",
         ),
         (
-            args.inetd && !args.accept && listen.len() > 1,
+            args.inetd && !args.accept && args.listen.len() > 1,
             "--inetd without --accept takes exactly one socket",
         ),
         (
-            args.fdnames.is_some() && listen.iter().any(|(s, _, _)| s.name.is_some()),
+            args.fdnames.is_some() && args.listen.iter().any(|s| s.name.is_some()),
             "name sockets either with NAME= in --listen or with --fdname, not both",
         ),
     ];
@@ -510,21 +513,19 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
     } else {
         None
     };
-    for (spec, bare, text) in listen {
-        args.listen.push(match kind {
-            Some(kind) if bare => spec.retype(kind).map_err(|e| {
-                let flag = if datagram {
-                    "--datagram"
-                } else {
-                    "--seqpacket"
-                };
-                UsageError(format!(
-                    "invalid --listen {} with {flag}: {e}",
-                    quote(&text)
-                ))
-            })?,
-            _ => spec,
-        });
+    if let Some(kind) = kind {
+        let flag = if datagram {
+            "--datagram"
+        } else {
+            "--seqpacket"
+        };
+        for (spec, bare) in args.listen.iter_mut().zip(bare_forms) {
+            if bare {
+                *spec = spec
+                    .retype(kind)
+                    .map_err(|e| UsageError(format!("invalid --listen {spec} with {flag}: {e}")))?;
+            }
+        }
     }
     let mut command = command.into_iter();
     args.program = command
@@ -801,7 +802,7 @@ mod tests {
             ),
             (
                 &["--seqpacket", "-l", "8080", "p"][..],
-                "invalid --listen 8080 with --seqpacket: --seqpacket applies only to unix sockets",
+                "invalid --listen tcp::8080 with --seqpacket: --seqpacket applies only to unix sockets",
             ),
         ] {
             assert_eq!(usage(argv), msg, "{argv:?}");

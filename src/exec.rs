@@ -54,10 +54,18 @@ fn exec_mode(args: &Args, prepared: Prepared) -> anyhow::Error {
 
 fn place_and_exec(args: &Args, prepared: Prepared) -> Result<std::convert::Infallible> {
     let Prepared { sockets, limit, .. } = prepared;
-    let names: Vec<String> = sockets.iter().map(|s| s.name.clone()).collect();
-    let inherited: Vec<bool> = sockets.iter().map(|s| s.inherited).collect();
-    let fds = fds::place(sockets.into_iter().map(|s| s.fd).collect())
-        .map_err(|e| anyhow!("cannot move the sockets to fd 3..: {}", reason(e)))?;
+    let mut names = Vec::with_capacity(sockets.len());
+    let mut inherited = Vec::with_capacity(sockets.len());
+    let fds: Vec<OwnedFd> = sockets
+        .into_iter()
+        .map(|s| {
+            names.push(s.name);
+            inherited.push(s.inherited);
+            s.fd
+        })
+        .collect();
+    let fds =
+        fds::place(fds).map_err(|e| anyhow!("cannot move the sockets to fd 3..: {}", reason(e)))?;
     if args.verbose || args.listen.iter().any(Spec::wants_free_port) {
         for ((fd, name), inherited) in fds.iter().zip(&names).zip(&inherited) {
             report(fd, name, *inherited);
@@ -107,12 +115,14 @@ pub fn report(fd: impl AsFd, name: &str, inherited: bool) {
     let addr = sockets::describe(fd.as_fd());
     let fd = fd.as_fd().as_raw_fd();
     let from = if inherited { ", inherited" } else { "" };
-    if name == prepare::DEFAULT_NAME {
-        say(format_args!("listening on {addr} (fd {fd}{from})"));
-    } else {
-        say(format_args!(
+    match name {
+        prepare::DEFAULT_NAME => say(format_args!("listening on {addr} (fd {fd}{from})")),
+        "" => say(format_args!(
+            "listening on {addr} (fd {fd}, name \"\"{from})"
+        )),
+        _ => say(format_args!(
             "listening on {addr} (fd {fd}, name {name}{from})"
-        ));
+        )),
     }
 }
 

@@ -131,7 +131,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     let mut requested = vec![false; pool.len()];
     let mut choices = Vec::with_capacity(args.listen.len());
     for spec in &args.listen {
-        let choice = choose(spec, &pool, &infos, &mut requested)?;
+        let choice = choose(spec, &mut pool, &infos, &mut requested)?;
         if let Choice::Inherited(i) = choice {
             requested[i] = true;
             // An inherited socket the parent did not name takes our name.
@@ -199,7 +199,8 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
             inherited: false,
         });
     }
-    if let Some(names) = &args.fdnames {
+    // (In --accept mode --fdname names the connection, not the listeners.)
+    if let Some(names) = args.fdnames.as_ref().filter(|_| !args.accept) {
         apply_fdnames(&mut sockets, names)?;
     }
     Ok(Prepared {
@@ -253,7 +254,7 @@ fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
 
 fn choose(
     spec: &Spec,
-    pool: &[inherit::Fd],
+    pool: &mut [inherit::Fd],
     infos: &[Info],
     requested: &mut [bool],
 ) -> Result<Choice> {
@@ -267,10 +268,14 @@ fn choose(
         }
         Addr::Inherit(name) => {
             let mut found = false;
-            for (i, f) in pool.iter().enumerate() {
+            for (i, f) in pool.iter_mut().enumerate() {
                 if &f.name == name {
                     requested[i] = true;
                     found = true;
+                    // `web=inherit:http` renames it.
+                    if let Some(new) = &spec.name {
+                        f.name = new.clone();
+                    }
                 }
             }
             if !found {

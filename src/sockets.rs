@@ -335,14 +335,28 @@ fn describe_inet(proto: Proto, addr: &SocketAddr) -> String {
     }
 }
 
+/// A unix address for messages, in SPEC syntax: printable bytes as they
+/// are, anything else as `\xNN`, so odd bytes never reach the terminal raw.
 fn describe_unix(kind: UnixKind, path: &UnixPath) -> String {
-    crate::spec::Addr::Unix {
+    let bytes = crate::spec::Addr::Unix {
         kind,
         path: path.clone(),
     }
-    .to_bytes()
-    .escape_ascii()
-    .to_string()
+    .to_bytes();
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Describes a socket from the kernel's point of view (getsockname and

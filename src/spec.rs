@@ -281,22 +281,28 @@ impl Addr {
                     UnixKind::Seqpacket => b"unixpacket:".to_vec(),
                 };
                 let raw: &[u8] = match path {
-                    UnixPath::File(p) => p.as_bytes(),
+                    UnixPath::File(p) => {
+                        // A path starting with ':' gets systemfd's extra
+                        // ':' so that it is not taken for that spelling.
+                        if p.as_bytes().starts_with(b":") {
+                            out.push(b':');
+                        }
+                        p.as_bytes()
+                    }
                     UnixPath::Abstract(name) => {
                         out.push(b'@');
                         name
                     }
                 };
-                for &b in raw {
-                    if b == b',' {
-                        out.push(b'\\');
-                    }
-                    out.push(b);
-                }
+                escape_into(&mut out, raw);
                 out
             }
             Addr::Fd(n) => format!("fd:{n}").into_bytes(),
-            Addr::Inherit(name) => format!("inherit:{name}").into_bytes(),
+            Addr::Inherit(name) => {
+                let mut out = b"inherit:".to_vec();
+                escape_into(&mut out, name.as_bytes());
+                out
+            }
             Addr::Vsock { kind, cid, port } => {
                 let ty = match kind {
                     UnixKind::Stream => "vsock",
@@ -342,6 +348,16 @@ impl fmt::Display for Opts {
     }
 }
 
+/// Appends `raw` with `\\` and `,` escaped (see [`split_options`]).
+fn escape_into(out: &mut Vec<u8>, raw: &[u8]) {
+    for &b in raw {
+        if b == b',' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+}
+
 /// Splits `NAME=` off the front. A prefix counts as a name only if it holds
 /// no `:`, `/` or `,`, so `unix:/a=b`, `/srv/a=b` and `8080,backlog=5` keep
 /// their `=`.
@@ -355,35 +371,36 @@ fn split_name(bytes: &[u8]) -> (Option<&[u8]>, &[u8]) {
 }
 
 /// Splits the address from the comma-separated options. In the address,
-/// `\,` stands for a literal comma (unix paths may contain commas); the
-/// address is only copied when it holds one.
+/// `\\,` stands for a literal comma (unix paths may contain commas) and
+/// `\\\\` for a backslash; any other backslash is taken as it is. The
+/// address is only copied when it holds an escape.
 fn split_options(bytes: &[u8]) -> (Cow<'_, [u8]>, Vec<&[u8]>) {
+    let escape = |i: usize| bytes[i] == b'\\' && matches!(bytes.get(i + 1), Some(b',' | b'\\'));
     let mut end = 0;
     let mut escaped = false;
     while end < bytes.len() {
-        match bytes[end] {
-            b'\\' if bytes.get(end + 1) == Some(&b',') => {
-                escaped = true;
-                end += 2;
-            }
-            b',' => break,
-            _ => end += 1,
+        if escape(end) {
+            escaped = true;
+            end += 2;
+        } else if bytes[end] == b',' {
+            break;
+        } else {
+            end += 1;
         }
     }
-    let addr = &bytes[..end];
     let addr = if escaped {
-        let mut out = Vec::with_capacity(addr.len());
+        let mut out = Vec::with_capacity(end);
         let mut i = 0;
-        while i < addr.len() {
-            if addr[i] == b'\\' && addr.get(i + 1) == Some(&b',') {
+        while i < end {
+            if escape(i) {
                 i += 1;
             }
-            out.push(addr[i]);
+            out.push(bytes[i]);
             i += 1;
         }
         Cow::Owned(out)
     } else {
-        Cow::Borrowed(addr)
+        Cow::Borrowed(&bytes[..end])
     };
     let opts = if end < bytes.len() {
         bytes[end + 1..].split(|&b| b == b',').collect()
@@ -555,9 +572,10 @@ fn parse_port(port: &str) -> Result<u16, SpecError> {
 }
 
 fn parse_unix(kind: UnixKind, text: &[u8]) -> Result<Addr, SpecError> {
-    // systemfd writes `unix::/path`; accept its extra ':'.
+    // systemfd writes `unix::/path`; accept its extra ':' (and use it for
+    // paths that start with ':').
     let text = match text {
-        [b':', rest @ ..] if matches!(rest.first(), Some(b'/' | b'@' | b'.')) => rest,
+        [b':', rest @ ..] if matches!(rest.first(), Some(b'/' | b'@' | b'.' | b':')) => rest,
         _ => text,
     };
     if text.is_empty() {
@@ -1129,5 +1147,168 @@ mod tests {
         assert_eq!(canonical("[::1]:80"), "tcp:[::1]:80");
         assert_eq!(canonical("@x"), "unix:@x");
         assert_eq!(canonical("seqpacket:/a"), "unixpacket:/a");
+    }
+}
+
+/// Properties over generated specs and arbitrary bytes (issue 6): the
+/// parser never panics, and every spec's canonical form parses back to it.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_host(family: Family) -> BoxedStrategy<Host> {
+        let v4 = any::<[u8; 4]>().prop_map(|o| Host::V4(Ipv4Addr::from(o)));
+        let v6 = (any::<[u8; 16]>(), proptest::option::of("[a-z0-9]{1,8}"))
+            .prop_map(|(o, scope)| Host::V6(Ipv6Addr::from(o), scope));
+        let common = prop_oneof![Just(Host::Unspecified), Just(Host::Localhost)];
+        match family {
+            Family::Any => prop_oneof![common, v4, v6].boxed(),
+            Family::V4 => prop_oneof![common, v4].boxed(),
+            Family::V6 => prop_oneof![common, v6].boxed(),
+        }
+    }
+
+    fn arb_kind() -> impl Strategy<Value = UnixKind> {
+        prop_oneof![
+            Just(UnixKind::Stream),
+            Just(UnixKind::Dgram),
+            Just(UnixKind::Seqpacket)
+        ]
+    }
+
+    fn arb_path_bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(1u8..=255, 1..=UNIX_PATH_MAX)
+    }
+
+    fn arb_addr() -> impl Strategy<Value = Addr> {
+        let family = prop_oneof![Just(Family::Any), Just(Family::V4), Just(Family::V6)];
+        let proto = prop_oneof![Just(Proto::Tcp), Just(Proto::Udp)];
+        let inet = (proto, family)
+            .prop_flat_map(|(proto, family)| {
+                (Just(proto), Just(family), arb_host(family), any::<u16>())
+            })
+            .prop_map(|(proto, family, host, port)| Addr::Inet {
+                proto,
+                family,
+                host,
+                port,
+            });
+        // What the parser can produce: no file path starts with '@' (that
+        // is the abstract spelling) or ends with '/'.
+        let file = arb_path_bytes()
+            .prop_filter("spelling of another form", |p| {
+                p[0] != b'@' && !p.ends_with(b"/")
+            })
+            .prop_map(|p| UnixPath::File(OsString::from_vec(p)));
+        let abs = arb_path_bytes().prop_map(UnixPath::Abstract);
+        let unix =
+            (arb_kind(), prop_oneof![file, abs]).prop_map(|(kind, path)| Addr::Unix { kind, path });
+        let vsock = (arb_kind(), any::<u32>(), 0..u32::MAX)
+            .prop_map(|(kind, cid, port)| Addr::Vsock { kind, cid, port });
+        let fd = (0..=i32::MAX).prop_map(Addr::Fd);
+        let inherit = "[ -9;-~]{1,40}".prop_map(Addr::Inherit);
+        prop_oneof![inet, unix, vsock, fd, inherit]
+    }
+
+    fn arb_spec() -> impl Strategy<Value = Spec> {
+        let name = proptest::option::of("[ -+\\-.0-9;<>-~]{0,30}");
+        (name, arb_addr(), any::<(Option<u32>, bool, Option<bool>)>()).prop_map(
+            |(name, addr, (backlog, reuseport, v6))| {
+                let inet = matches!(addr, Addr::Inet { .. });
+                let v6_ok = matches!(
+                    &addr,
+                    Addr::Inet {
+                        family: Family::V6 | Family::Any,
+                        host: Host::Unspecified | Host::V6(..),
+                        ..
+                    }
+                );
+                let v6 = v6.filter(|_| v6_ok).map(|only| {
+                    if only {
+                        V6Mode::V6Only
+                    } else {
+                        V6Mode::DualStack
+                    }
+                });
+                let v6 = match (&addr, v6) {
+                    (
+                        Addr::Inet {
+                            family: Family::V6, ..
+                        },
+                        Some(V6Mode::DualStack),
+                    ) => None,
+                    (_, v6) => v6,
+                };
+                let opts = Opts {
+                    backlog: backlog
+                        .map(|b| b % (i32::MAX as u32) + 1)
+                        .filter(|_| addr.is_listening()),
+                    reuseport: reuseport && inet,
+                    v6,
+                };
+                Spec { name, addr, opts }
+            },
+        )
+    }
+
+    /// Bytes that look like specs often enough to reach deep into the parser.
+    fn arb_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            Just(b"tcp:".to_vec()),
+            Just(b"tcp6:".to_vec()),
+            Just(b"udp4:".to_vec()),
+            Just(b"unix:".to_vec()),
+            Just(b"unixgram:".to_vec()),
+            Just(b"vsock:".to_vec()),
+            Just(b"fd:".to_vec()),
+            Just(b"inherit:".to_vec()),
+            Just(b"[::1]".to_vec()),
+            Just(b"[fe80::1%eth0]".to_vec()),
+            Just(b"127.0.0.1".to_vec()),
+            Just(b"localhost".to_vec()),
+            Just(b":".to_vec()),
+            Just(b"::".to_vec()),
+            Just(b",".to_vec()),
+            Just(b"=".to_vec()),
+            Just(b"\\,".to_vec()),
+            Just(b"\\\\".to_vec()),
+            Just(b"@".to_vec()),
+            Just(b"/".to_vec()),
+            Just(b"./".to_vec()),
+            Just(b"8080".to_vec()),
+            Just(b"0".to_vec()),
+            Just(b"65536".to_vec()),
+            Just(b"backlog=".to_vec()),
+            Just(b"reuseport".to_vec()),
+            Just(b"v6only".to_vec()),
+            Just(b"dualstack".to_vec()),
+            Just(b"any".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..4),
+        ];
+        proptest::collection::vec(piece, 0..8).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn every_spec_round_trips_through_its_canonical_form(spec in arb_spec()) {
+            let text = spec.to_os_string();
+            prop_assert_eq!(Spec::parse(&text), Ok(spec), "canonical form {:?}", text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_parsed_ones_round_trip(bytes in arb_text()) {
+            if let Ok(spec) = Spec::parse(OsStr::from_bytes(&bytes)) {
+                let text = spec.to_os_string();
+                prop_assert_eq!(Spec::parse(&text), Ok(spec), "from {:?} via {:?}", bytes.escape_ascii().to_string(), text);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Spec::parse_form(OsStr::from_bytes(&bytes));
+        }
     }
 }

@@ -205,6 +205,53 @@ fn children_get_sigterm_when_gracewrap_dies() {
 }
 
 #[test]
+fn port_zero_prints_the_address_without_verbose() {
+    let mut g = Running::spawn(&mut gracewrap(["-a", "-l", "tcp:127.0.0.1:0", "--", "cat"]));
+    let line = g.stderr_line("accepting on ");
+    assert!(
+        line.starts_with("gracewrap: accepting on 127.0.0.1:") && line.ends_with(" (fd 3)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn accept_takes_one_fdname() {
+    run(&mut gracewrap([
+        "-a",
+        "--fdname",
+        "a:b",
+        "-l",
+        &quiet_spec(),
+        "--",
+        "cat",
+    ]))
+    .expect_code(2)
+    .expect_stderr("gracewrap: --accept passes one connection: give --fdname one name, not 2");
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "--fdname",
+        "conn",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        probe().to_str().unwrap(),
+        "answer",
+    ]));
+    let addr = g.stderr_line("accepting on ");
+    let addr = addr
+        .split("accepting on ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let line = read_line(&mut TcpStream::connect(&addr).unwrap());
+    assert!(line.ends_with(" names conn\n"), "{line}");
+}
+
+#[test]
 fn accept_needs_listening_sockets_and_an_existing_program() {
     run(&mut gracewrap([
         "-a",

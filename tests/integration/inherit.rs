@@ -277,6 +277,22 @@ fn inherited_drop_closes_unrequested_sockets_and_compacts() {
 }
 
 #[test]
+fn name_equals_inherit_renames_the_inherited_socket() {
+    let out = run(&mut gracewrap([
+        "-l",
+        &format!("http={}", quiet_spec()),
+        "--",
+        gracewrap_path(),
+        "-l",
+        "web=inherit:http",
+        "--",
+        &p(),
+    ]));
+    out.expect_code(0);
+    out.report().assert_protocol(&["web"]);
+}
+
+#[test]
 fn inherit_name_that_is_missing_is_an_error_naming_it() {
     run(&mut gracewrap([
         "-l",

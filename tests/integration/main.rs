@@ -15,5 +15,7 @@ mod exec;
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
 mod interop;
+/// Property tests of fd placement against the real binary.
+mod props;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
 mod supervise;

@@ -323,8 +323,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// Spawns `cmd` as the leader of a new process group, so that
+    /// dropping it also kills whatever it started (generations that
+    /// ignore SIGTERM included).
     pub fn spawn(cmd: &mut Command) -> Running {
+        use std::os::unix::process::CommandExt;
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -391,6 +396,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if let Some(group) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
