@@ -114,6 +114,7 @@ pub fn run(args: &Args, prepared: Prepared) -> Result<u8> {
 
 fn start<'a>(args: &'a Args, sup: Supervise, prepared: Prepared) -> Result<Supervisor<'a>> {
     spawn::resolve(args)?;
+    spawn::check_chdir(args)?;
     let Prepared { sockets, limit, .. } = prepared;
     let names = sockets.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     let inherited: Vec<bool> = sockets.iter().map(|s| s.inherited).collect();

@@ -11,6 +11,8 @@ mod cli;
 mod compat;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
+/// Unix socket files, privilege drop, socket options (as root).
+mod hygiene;
 /// Inheriting LISTEN_FDS: nesting, matching, --inherited, garbage.
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
