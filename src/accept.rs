@@ -19,7 +19,7 @@ use anyhow::{Result, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::io::Errno;
 use rustix::net::{SocketFlags, accept_with, sockopt};
-use rustix::process::{Pid, WaitOptions, waitpid};
+use rustix::process::{Pid, WaitOptions, wait};
 
 use crate::cli::{Args, UsageError};
 use crate::msg::{io_reason, reason, say};
@@ -167,7 +167,9 @@ fn start(args: &Args, name: &str, conn: &OwnedFd, watch: &Watch) -> Result<i32> 
 /// Reaps every child that has exited.
 fn reap(children: &mut HashSet<i32>) {
     loop {
-        match waitpid(None, WaitOptions::NOHANG) {
+        // wait(2), not waitpid(None): rustix maps None to pid 0, "my process
+        // group", which misses children in other groups.
+        match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, _status))) => {
                 children.remove(&Pid::as_raw(Some(pid)));
             }
