@@ -337,6 +337,12 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
     let mut sup_opts: Option<Supervise> = None;
     let mut sup_flags: Vec<&str> = Vec::new();
     let mut command: Vec<OsString> = Vec::new();
+    // Room for every --listen up front: a Spec is a few hundred bytes, and
+    // growing a vector of a thousand of them by doubling would leave as
+    // much again in freed copies (RssAnon before exec is a target).
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    args.listen.reserve(argv.len() / 2);
+    bare_forms.reserve(argv.len() / 2);
     let mut parser = lexopt::Parser::from_args(argv);
     while let Some(arg) = parser.next()? {
         match arg {

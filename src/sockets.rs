@@ -140,7 +140,7 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
     if opts.reuseport {
         sockopt::set_socket_reuseport(&fd, true).map_err(|e| fail("set SO_REUSEPORT on", e))?;
     }
-    if opts.freebind {
+    if opts.more().freebind {
         let set = if addr.is_ipv4() {
             sockopt::set_ip_freebind
         } else {
@@ -148,7 +148,7 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
         };
         set(&fd, true).map_err(|e| fail("set IP_FREEBIND on", e))?;
     }
-    if let Some(dev) = &opts.bind_device {
+    if let Some(dev) = &opts.more().bind_device {
         raw::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes()).map_err(
             |e| {
                 if e == Errno::PERM {
@@ -162,7 +162,7 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
             },
         )?;
     }
-    if let Some(mark) = opts.mark {
+    if let Some(mark) = opts.more().mark {
         raw::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_MARK, &mark.to_ne_bytes()).map_err(
             |e| {
                 if e == Errno::PERM {
@@ -177,14 +177,14 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
         )?;
     }
     set_buffers(&fd, opts).map_err(|(what, e)| fail(what, e))?;
-    if opts.nodelay {
+    if opts.more().nodelay {
         sockopt::set_tcp_nodelay(&fd, true).map_err(|e| fail("set TCP_NODELAY on", e))?;
     }
-    if opts.keepalive {
+    if opts.more().keepalive {
         sockopt::set_socket_keepalive(&fd, true).map_err(|e| fail("set SO_KEEPALIVE on", e))?;
     }
     bind(&fd, &addr).map_err(|e| fail("bind", e))?;
-    if let Some(secs) = opts.defer_accept {
+    if let Some(secs) = opts.more().defer_accept {
         raw::setsockopt(
             &fd,
             libc::IPPROTO_TCP,
@@ -193,7 +193,7 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
         )
         .map_err(|e| fail("set TCP_DEFER_ACCEPT on", e))?;
     }
-    if let Some(queue) = opts.fastopen {
+    if let Some(queue) = opts.more().fastopen {
         raw::setsockopt(
             &fd,
             libc::IPPROTO_TCP,
@@ -211,11 +211,11 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
 /// SO_RCVBUF / SO_SNDBUF (the kernel doubles the value for bookkeeping and
 /// caps it at net.core.rmem_max / wmem_max).
 fn set_buffers(fd: &OwnedFd, opts: &Opts) -> Result<(), (&'static str, Errno)> {
-    if let Some(n) = opts.rcvbuf {
+    if let Some(n) = opts.more().rcvbuf {
         sockopt::set_socket_recv_buffer_size(fd, n as usize)
             .map_err(|e| ("set SO_RCVBUF on", e))?;
     }
-    if let Some(n) = opts.sndbuf {
+    if let Some(n) = opts.more().sndbuf {
         sockopt::set_socket_send_buffer_size(fd, n as usize)
             .map_err(|e| ("set SO_SNDBUF on", e))?;
     }
@@ -283,7 +283,7 @@ fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
         UnixPath::File(p) => Some(p.as_os_str()),
         UnixPath::Abstract(_) => None,
     };
-    if let (Some(p), Some(mode)) = (file, opts.mkdir) {
+    if let (Some(p), Some(mode)) = (file, opts.more().mkdir) {
         make_parents(std::path::Path::new(p), mode)
             .with_context(|| format!("cannot bind {}", shown()))?;
     }
@@ -293,9 +293,11 @@ fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
     // (Binding elsewhere and renaming into place would be atomic too, but
     // getsockname(2) would then report the other path, which
     // sd_is_socket_unix() and gracewrap's own inheritance compare.)
-    let restrict = opts.mode.is_some() || opts.owner.is_some() || opts.group.is_some();
-    let owner = crate::user::socket_owner(opts.owner.as_deref(), opts.group.as_deref())
-        .with_context(|| format!("cannot bind {}", shown()))?;
+    let restrict =
+        opts.more().mode.is_some() || opts.more().owner.is_some() || opts.more().group.is_some();
+    let owner =
+        crate::user::socket_owner(opts.more().owner.as_deref(), opts.more().group.as_deref())
+            .with_context(|| format!("cannot bind {}", shown()))?;
     let old_umask =
         restrict.then(|| rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177)));
     let bound = bind_replacing_stale(&fd, kind, path, &addr);
@@ -306,6 +308,7 @@ fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
     if let (Some(p), true) = (file, restrict) {
         // Without mode=: what a plain bind(2) gives, 0777 minus the umask.
         let mode = opts
+            .more()
             .mode
             .unwrap_or(0o777 & !old_umask.map_or(0o022, |m| m.as_raw_mode()));
         set_owner_and_mode(p, owner, mode).with_context(|| format!("cannot bind {}", shown()))?;

@@ -123,6 +123,14 @@ pub struct Opts {
     pub reuseport: bool,
     /// `v6only` / `dualstack`: IPV6_V6ONLY (IPv6 only).
     pub v6: Option<V6Mode>,
+    /// The other options, rarely given: kept out of line (None when all
+    /// are unset), so that a thousand specs stay small in memory.
+    pub more: Option<Box<More>>,
+}
+
+/// The less common per-socket options (see [`Opts::more`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct More {
     /// `freebind`: IP_FREEBIND, bind an address not (yet) on this host.
     pub freebind: bool,
     /// `rcvbuf=N`, `sndbuf=N`: SO_RCVBUF, SO_SNDBUF in bytes.
@@ -147,6 +155,35 @@ pub struct Opts {
     pub group: Option<String>,
     /// `mkdir[=MODE]`: create missing parent directories with this mode.
     pub mkdir: Option<u32>,
+}
+
+impl More {
+    const NONE: More = More {
+        freebind: false,
+        rcvbuf: None,
+        sndbuf: None,
+        nodelay: false,
+        keepalive: false,
+        defer_accept: None,
+        fastopen: None,
+        bind_device: None,
+        mark: None,
+        mode: None,
+        owner: None,
+        group: None,
+        mkdir: None,
+    };
+}
+
+impl Opts {
+    /// The less common options (all unset if none was given).
+    pub fn more(&self) -> &More {
+        self.more.as_deref().unwrap_or(&More::NONE)
+    }
+
+    fn more_mut(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
 }
 
 /// The mode of directories `mkdir` creates when it is given no MODE.
@@ -360,6 +397,7 @@ impl Addr {
 impl fmt::Display for Opts {
     /// The options in a fixed order, so that equal options print equal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.more();
         let flag = |on: bool, name: &str| on.then(|| name.to_string());
         let number = |name: &str, v: Option<u32>| v.map(|v| format!("{name}={v}"));
         let parts = [
@@ -369,21 +407,19 @@ impl fmt::Display for Opts {
                 V6Mode::V6Only => "v6only".to_string(),
                 V6Mode::DualStack => "dualstack".to_string(),
             }),
-            flag(self.freebind, "freebind"),
-            number("rcvbuf", self.rcvbuf),
-            number("sndbuf", self.sndbuf),
-            flag(self.nodelay, "nodelay"),
-            flag(self.keepalive, "keepalive"),
-            number("defer_accept", self.defer_accept),
-            number("fastopen", self.fastopen),
-            self.bind_device
-                .as_ref()
-                .map(|d| format!("bind_device={d}")),
-            number("mark", self.mark),
-            self.mode.map(|m| format!("mode={m:04o}")),
-            self.owner.as_ref().map(|o| format!("owner={o}")),
-            self.group.as_ref().map(|g| format!("group={g}")),
-            self.mkdir.map(|m| match m {
+            flag(m.freebind, "freebind"),
+            number("rcvbuf", m.rcvbuf),
+            number("sndbuf", m.sndbuf),
+            flag(m.nodelay, "nodelay"),
+            flag(m.keepalive, "keepalive"),
+            number("defer_accept", m.defer_accept),
+            number("fastopen", m.fastopen),
+            m.bind_device.as_ref().map(|d| format!("bind_device={d}")),
+            number("mark", m.mark),
+            m.mode.map(|m| format!("mode={m:04o}")),
+            m.owner.as_ref().map(|o| format!("owner={o}")),
+            m.group.as_ref().map(|g| format!("group={g}")),
+            m.mkdir.map(|m| match m {
                 MKDIR_MODE => "mkdir".to_string(),
                 m => format!("mkdir={m:04o}"),
             }),
@@ -848,19 +884,26 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
         match key {
             "backlog" => opts.backlog = Some(parse_number(key, needs("1024")?, false, 1, int_max)?),
             "reuseport" => opts.reuseport = flag(value)?,
-            "freebind" => opts.freebind = flag(value)?,
-            "nodelay" => opts.nodelay = flag(value)?,
-            "keepalive" => opts.keepalive = flag(value)?,
-            "rcvbuf" => opts.rcvbuf = Some(parse_number(key, needs("1M")?, true, 1, int_max)?),
-            "sndbuf" => opts.sndbuf = Some(parse_number(key, needs("1M")?, true, 1, int_max)?),
+            "freebind" => opts.more_mut().freebind = flag(value)?,
+            "nodelay" => opts.more_mut().nodelay = flag(value)?,
+            "keepalive" => opts.more_mut().keepalive = flag(value)?,
+            "rcvbuf" => {
+                opts.more_mut().rcvbuf = Some(parse_number(key, needs("1M")?, true, 1, int_max)?)
+            }
+            "sndbuf" => {
+                opts.more_mut().sndbuf = Some(parse_number(key, needs("1M")?, true, 1, int_max)?)
+            }
             "defer_accept" => {
-                opts.defer_accept = Some(parse_number(key, needs("5")?, false, 1, int_max)?)
+                opts.more_mut().defer_accept =
+                    Some(parse_number(key, needs("5")?, false, 1, int_max)?)
             }
             "fastopen" => {
-                opts.fastopen = Some(parse_number(key, needs("256")?, false, 1, int_max)?)
+                opts.more_mut().fastopen =
+                    Some(parse_number(key, needs("256")?, false, 1, int_max)?)
             }
             "mark" => {
-                opts.mark = Some(parse_number(key, needs("0x1")?, false, 0, u32::MAX as u64)?)
+                opts.more_mut().mark =
+                    Some(parse_number(key, needs("0x1")?, false, 0, u32::MAX as u64)?)
             }
             "bind_device" => {
                 let dev = needs("eth0")?;
@@ -872,10 +915,12 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
                         "bind_device '{dev}' is not a network interface name"
                     ));
                 }
-                opts.bind_device = Some(dev.to_string());
+                opts.more_mut().bind_device = Some(dev.to_string());
             }
-            "mode" => opts.mode = Some(parse_mode(key, needs("0660")?)?),
-            "mkdir" => opts.mkdir = Some(value.map_or(Ok(MKDIR_MODE), |v| parse_mode(key, v))?),
+            "mode" => opts.more_mut().mode = Some(parse_mode(key, needs("0660")?)?),
+            "mkdir" => {
+                opts.more_mut().mkdir = Some(value.map_or(Ok(MKDIR_MODE), |v| parse_mode(key, v))?)
+            }
             "owner" | "group" => {
                 let who = needs("www-data")?;
                 if who.is_empty() || who.contains(':') {
@@ -885,9 +930,9 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
                     ));
                 }
                 if key == "owner" {
-                    opts.owner = Some(who.to_string());
+                    opts.more_mut().owner = Some(who.to_string());
                 } else {
-                    opts.group = Some(who.to_string());
+                    opts.more_mut().group = Some(who.to_string());
                 }
             }
             "v6only" | "dualstack" => {
@@ -1278,7 +1323,7 @@ mod tests {
         let s = ok(
             "tcp::80,freebind,rcvbuf=1M,sndbuf=64k,nodelay,keepalive,defer_accept=5,fastopen=256,bind_device=lo,mark=0x10",
         );
-        let o = &s.opts;
+        let o = s.opts.more();
         assert!(o.freebind && o.nodelay && o.keepalive);
         assert_eq!((o.rcvbuf, o.sndbuf), (Some(1 << 20), Some(64 << 10)));
         assert_eq!(
@@ -1293,10 +1338,10 @@ mod tests {
         let u = ok("unix:/run/a.sock,mode=660,owner=www-data,group=adm,mkdir");
         assert_eq!(
             (
-                u.opts.mode,
-                u.opts.owner.as_deref(),
-                u.opts.group.as_deref(),
-                u.opts.mkdir
+                u.opts.more().mode,
+                u.opts.more().owner.as_deref(),
+                u.opts.more().group.as_deref(),
+                u.opts.more().mkdir
             ),
             (Some(0o660), Some("www-data"), Some("adm"), Some(MKDIR_MODE))
         );
@@ -1304,9 +1349,9 @@ mod tests {
             u.to_string(),
             "unix:/run/a.sock,mode=0660,owner=www-data,group=adm,mkdir"
         );
-        assert_eq!(ok("unix:/a,mkdir=0700").opts.mkdir, Some(0o700));
-        assert_eq!(ok("unixgram:/a,rcvbuf=4096").opts.rcvbuf, Some(4096));
-        assert_eq!(ok("udp::53,freebind,mark=7").opts.mark, Some(7));
+        assert_eq!(ok("unix:/a,mkdir=0700").opts.more().mkdir, Some(0o700));
+        assert_eq!(ok("unixgram:/a,rcvbuf=4096").opts.more().rcvbuf, Some(4096));
+        assert_eq!(ok("udp::53,freebind,mark=7").opts.more().mark, Some(7));
         fails("udp::53,nodelay", "nodelay applies only to tcp sockets");
         fails("unix:/a,keepalive", "keepalive applies only to tcp sockets");
         fails(
@@ -1517,10 +1562,7 @@ mod props {
                             V6Mode::DualStack
                         }
                     });
-                    Opts {
-                        backlog: backlog.filter(|_| listening),
-                        reuseport: reuseport && inet,
-                        v6: v6.filter(|m| !(v6_only_family && *m == V6Mode::DualStack)),
+                    let more = More {
                         freebind: freebind && inet,
                         rcvbuf: rcvbuf.filter(|_| bound),
                         sndbuf: sndbuf.filter(|_| bound),
@@ -1534,6 +1576,14 @@ mod props {
                         owner: owner.filter(|_| file),
                         group: group.filter(|_| file),
                         mkdir: mkdir.filter(|_| file),
+                    };
+                    Opts {
+                        backlog: backlog.filter(|_| listening),
+                        reuseport: reuseport && inet,
+                        v6: v6.filter(|m| !(v6_only_family && *m == V6Mode::DualStack)),
+                        // What the parser makes: nothing out of line when
+                        // nothing is set.
+                        more: (more != More::NONE).then(|| Box::new(more)),
                     }
                 },
             )
