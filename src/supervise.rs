@@ -302,6 +302,8 @@ impl Supervisor<'_> {
         }
     }
 
+    /// A restart: tells the service manager we are reloading (READY=1
+    /// follows when it is over, however it ends), then starts a generation.
     fn start_restart(&mut self) {
         if self.shutting_down {
             return;
@@ -310,6 +312,12 @@ impl Supervisor<'_> {
             "RELOADING=1\nMONOTONIC_USEC={}",
             notify::monotonic_usec()
         ));
+        self.start_generation();
+    }
+
+    /// Starts a new generation: the current one if there is none (after a
+    /// crash with --restart-on-exit), else the candidate.
+    fn start_generation(&mut self) {
         match self.spawn() {
             Ok(id) => {
                 if self.current.is_none() {
@@ -317,6 +325,12 @@ impl Supervisor<'_> {
                 } else {
                     self.candidate = Some(id);
                 }
+            }
+            Err(e) if self.current.is_none() => {
+                // Nothing serves: keep trying (fork can fail for a while).
+                say(format_args!("{e:#}; trying again in {:?}", self.backoff));
+                self.respawn_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
             }
             Err(e) => {
                 say(format_args!("restart failed: {e:#}"));
@@ -544,7 +558,10 @@ impl Supervisor<'_> {
         }
         if self.respawn_at.is_some_and(|t| now >= t) {
             self.respawn_at = None;
-            self.start_restart();
+            // Not a reload: no RELOADING=1 for the service manager.
+            if !self.shutting_down {
+                self.start_generation();
+            }
         }
     }
 

@@ -447,6 +447,40 @@ fn sd_notify_upward_ready_reloading_stopping() {
     g.wait();
 }
 
+/// A crash with --restart-on-exit is not a reload: no RELOADING=1 (which
+/// would leave the service manager waiting for a READY=1).
+#[test]
+fn sd_notify_after_a_crash_is_a_status_not_a_reload() {
+    let dir = temp_dir("notify-crash");
+    let path = dir.join("notify.sock");
+    let manager = UnixDatagram::bind(&path).unwrap();
+    manager.set_read_timeout(Some(DEADLINE)).unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = manager.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut g = Running::spawn(
+        gracewrap([
+            "-s",
+            "-v",
+            "--restart-on-exit",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--",
+            probe().to_str().unwrap(),
+            "serve",
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .env("PROBE_REPORT", dir.join("report")),
+    );
+    let line = g.stderr_line("generation 1 (pid");
+    assert!(next().starts_with("READY=1\n"));
+    kill(pid_in(&line, 1), rustix::process::Signal::KILL);
+    let m = next();
+    assert!(m.starts_with("STATUS=serving: generation 2 (pid "), "{m}");
+}
+
 /// As PID 1 (unshare --pid), orphans left by PROGRAM are reaped and a
 /// program killed by a signal makes gracewrap exit 128+signal.
 #[test]
