@@ -265,14 +265,23 @@ impl Addr {
                     (Proto::Udp, Family::V4) => "udp4",
                     (Proto::Udp, Family::V6) => "udp6",
                 };
-                let host = match host {
-                    Host::Unspecified => String::new(),
-                    Host::Localhost => "localhost".into(),
-                    Host::V4(ip) => ip.to_string(),
-                    Host::V6(ip, None) => format!("[{ip}]"),
-                    Host::V6(ip, Some(scope)) => format!("[{ip}%{scope}]"),
-                };
-                format!("{ty}:{host}:{port}").into_bytes()
+                let mut out = format!("{ty}:").into_bytes();
+                match host {
+                    Host::Unspecified => {}
+                    Host::Localhost => out.extend_from_slice(b"localhost"),
+                    Host::V4(ip) => out.extend_from_slice(ip.to_string().as_bytes()),
+                    Host::V6(ip, None) => out.extend_from_slice(format!("[{ip}]").as_bytes()),
+                    Host::V6(ip, Some(scope)) => {
+                        out.extend_from_slice(format!("[{ip}%").as_bytes());
+                        // The whole address is unescaped when parsed, and
+                        // an interface name may hold '\\' or ',' (Linux
+                        // allows both): escape them as in a unix path.
+                        escape_into(&mut out, scope.as_bytes());
+                        out.push(b']');
+                    }
+                }
+                out.extend_from_slice(format!(":{port}").as_bytes());
+                out
             }
             Addr::Unix { kind, path } => {
                 let mut out = match kind {
@@ -913,6 +922,30 @@ mod tests {
         fails("tcp:[fe80::1%]:80", "empty interface");
     }
 
+    /// Found by fuzzing (fuzz/fuzz_targets/spec.rs): an interface name with
+    /// a backslash or a comma was printed unescaped, so its canonical form
+    /// parsed back to another name (or split off an option).
+    #[test]
+    fn interface_names_with_backslash_or_comma_round_trip() {
+        for (arg, scope) in [
+            (r"p4294=[fe8::01%\z[n::\\\\-h\0]:509", r"\z[n::\\-h\0"),
+            (r"x=[fe8::01%\\z[n::\\\\-h\\0]:509", r"\z[n::\\-h\0"),
+            (r"tcp:[fe80::1%a\,b]:80", "a,b"),
+            (r"tcp:[fe80::1%a\\b]:80", r"a\b"),
+        ] {
+            let spec = ok(arg);
+            assert!(
+                matches!(&spec.addr, Addr::Inet { host: Host::V6(_, Some(s)), .. } if s == scope),
+                "{arg}: {spec:?}"
+            );
+            assert_eq!(Spec::parse(&spec.to_os_string()), Ok(spec), "{arg}");
+        }
+        assert_eq!(
+            canonical(r"tcp:[fe80::1%a\,b]:80"),
+            r"tcp:[fe80::1%a\,b]:80"
+        );
+    }
+
     #[test]
     fn bare_port_means_tcp_all_interfaces() {
         assert_eq!(ok("8080"), ok("tcp::8080"));
@@ -1159,7 +1192,10 @@ mod props {
 
     fn arb_host(family: Family) -> BoxedStrategy<Host> {
         let v4 = any::<[u8; 4]>().prop_map(|o| Host::V4(Ipv4Addr::from(o)));
-        let v6 = (any::<[u8; 16]>(), proptest::option::of("[a-z0-9]{1,8}"))
+        let v6 = (
+            any::<[u8; 16]>(),
+            proptest::option::of("[a-z0-9\\\\,:\\[]{1,8}"),
+        )
             .prop_map(|(o, scope)| Host::V6(Ipv6Addr::from(o), scope));
         let common = prop_oneof![Just(Host::Unspecified), Just(Host::Localhost)];
         match family {
