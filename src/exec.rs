@@ -36,14 +36,20 @@ pub fn run(args: Args) -> Result<u8> {
     if args.supervise.is_some() {
         return crate::supervise::run(&args, prepared);
     }
-    if args.inetd && prepared.sockets.len() != 1 {
-        return Err(UsageError(format!(
+    // From here on a failure means PROGRAM never ran: the socket files
+    // bound for it go again, as in the resident modes.
+    let created = prepared.created.clone();
+    let err = if args.inetd && prepared.sockets.len() != 1 {
+        UsageError(format!(
             "--inetd without --accept takes exactly one socket, there are {} (inherited ones count)",
             prepared.sockets.len()
         ))
-        .into());
-    }
-    Err(exec_mode(&args, prepared))
+        .into()
+    } else {
+        exec_mode(&args, prepared)
+    };
+    prepare::remove_created(&created);
+    Err(err)
 }
 
 fn exec_mode(args: &Args, prepared: Prepared) -> anyhow::Error {

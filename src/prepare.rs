@@ -58,6 +58,18 @@ pub fn remove_created(created: &[Created]) {
     }
 }
 
+/// The socket files bound so far in this run. Dropped before they are
+/// handed on (an error half-way, a later spec that fails to bind), it
+/// removes them again, so that a failed start leaves the file system as it
+/// found it; see [`remove_created`] for what counts as ours.
+struct Undo(Vec<Created>);
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        remove_created(&self.0);
+    }
+}
+
 fn created(addr: &Addr) -> Option<Created> {
     use std::os::unix::fs::MetadataExt;
     let Addr::Unix {
@@ -179,14 +191,14 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
             inherited: true,
         })
         .collect();
-    let mut made = Vec::new();
+    let mut made = Undo(Vec::new());
     for (spec, choice) in args.listen.iter().zip(choices) {
         let fd = match choice {
             Choice::Inherited(_) | Choice::Named => continue,
             Choice::Take(fd) => fd,
             Choice::Bind => {
                 let fd = sockets::open(&spec.addr, &spec.opts)?;
-                made.extend(created(&spec.addr));
+                made.0.extend(created(&spec.addr));
                 fd
             }
         };
@@ -205,7 +217,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     }
     Ok(Prepared {
         sockets,
-        created: made,
+        created: std::mem::take(&mut made.0),
         limit,
         ignored: inherited.ignored,
     })

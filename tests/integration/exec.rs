@@ -791,3 +791,39 @@ fn missing_parent_directory_is_a_clear_error() {
         "gracewrap: cannot bind unix:/nonexistent-dir/x.sock: no such file or directory",
     );
 }
+
+/// A start that fails after binding (a later spec, a usage error found
+/// once the sockets exist, PROGRAM missing) removes the socket files it
+/// bound, and only those: PROGRAM never ran to own them.
+#[test]
+fn a_failed_start_removes_the_socket_files_it_bound() {
+    let dir = temp_dir("failed-start");
+    let ours = dir.join("ours.sock");
+    let spec = format!("unix:{}", ours.display());
+    let cases: &[(&[&str], i32)] = &[
+        (
+            &["-l", &spec, "-l", "unix:/nonexistent-dir/x.sock", "true"],
+            125,
+        ),
+        (&["--fdname", "a:b", "-l", &spec, "true"], 2),
+        (&["-l", &spec, "--", "no-such-program-gracewrap"], 127),
+        (&["-s", "-l", &spec, "--", "no-such-program-gracewrap"], 127),
+    ];
+    for (args, code) in cases {
+        let out = run(&mut gracewrap(*args));
+        out.expect_code(*code);
+        assert!(
+            !ours.exists(),
+            "{args:?} left {} behind\n{out}",
+            ours.display()
+        );
+    }
+    // What was there before and is not ours stays: a live socket that
+    // made the start fail.
+    let theirs = dir.join("theirs.sock");
+    let _live = UnixListener::bind(&theirs).unwrap();
+    let tspec = format!("unix:{}", theirs.display());
+    run(&mut gracewrap(["-l", &spec, "-l", &tspec, "true"])).expect_code(125);
+    assert!(!ours.exists());
+    std::os::unix::net::UnixStream::connect(&theirs).expect("their socket still serves");
+}
