@@ -484,6 +484,7 @@ fn parse_bare(text: &[u8]) -> Result<Addr, SpecError> {
 fn parse_inet(proto: Proto, family: Family, text: &[u8]) -> Result<Addr, SpecError> {
     let text =
         std::str::from_utf8(text).map_err(|_| SpecError("address is not valid UTF-8".into()))?;
+    let written = text;
     // systemfd writes `tcp::127.0.0.1:80`; accept its extra ':'.
     let text = match text.strip_prefix(':') {
         Some(rest) if rest.contains(':') || rest.starts_with('[') => rest,
@@ -502,6 +503,13 @@ fn parse_inet(proto: Proto, family: Family, text: &[u8]) -> Result<Addr, SpecErr
             None => (Host::Unspecified, text),
             Some((host, port)) => {
                 if host.contains(':') {
+                    // `tcp:::1:80` lost a ':' to the systemfd spelling
+                    // above: name the address as written if it is one.
+                    let host = written
+                        .rsplit_once(':')
+                        .map(|(h, _)| h)
+                        .filter(|h| h.parse::<Ipv6Addr>().is_ok())
+                        .unwrap_or(host);
                     return err(format!(
                         "IPv6 address '{host}' must be in brackets, e.g. [{host}]:{port}"
                     ));
@@ -916,7 +924,14 @@ mod tests {
     fn bad_hosts() {
         fails("tcp:[::1:80", "missing ']'");
         fails("tcp:[::1]80", "expected ':PORT'");
-        fails("tcp:::1:80", "must be in brackets");
+        fails(
+            "tcp:::1:80",
+            "IPv6 address '::1' must be in brackets, e.g. [::1]:80",
+        );
+        fails(
+            "tcp::fe80::1:80",
+            "IPv6 address 'fe80::1' must be in brackets, e.g. [fe80::1]:80",
+        );
         fails("tcp:[1.2.3.4]:80", "not an IPv6 address");
         fails("tcp:1.2.3:80", "not an IP address");
         fails("tcp:[fe80::1%]:80", "empty interface");

@@ -15,6 +15,8 @@ mod exec;
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
 mod interop;
+/// The bad-input matrix: every row of docs/bad-input.md.
+mod matrix;
 /// Property tests of fd placement against the real binary.
 mod props;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
