@@ -11,6 +11,9 @@ mod cli;
 mod compat;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
+/// Faults and load: signal storms, misbehaving generations, --accept
+/// under 2000 concurrent connections; no fd, zombie or memory leak.
+mod faults;
 /// Inheriting LISTEN_FDS: nesting, matching, --inherited, garbage.
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
