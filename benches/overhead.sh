@@ -57,7 +57,7 @@ pick_block() {
 	for _ in $(seq 100); do
 		# Below the ephemeral range (32768-60999), where outgoing connections
 		# of anything else running here would collide.
-		base=$((20000 + RANDOM % (32768 - 20000 - 7700)))
+		base=$((10000 + RANDOM % (32768 - 10000 - 7700)))
 		if ! awk -v b="$base" '$1 >= b && $1 < b + 7700 { f = 1 } END { exit !f }' <<<"$used"; then
 			block=$base
 			return

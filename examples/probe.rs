@@ -115,6 +115,7 @@ fn report() -> String {
     let _ = writeln!(out, "sigblk {}", field("SigBlk"));
     let _ = writeln!(out, "sigign {}", field("SigIgn"));
     let _ = writeln!(out, "sigcgt {}", field("SigCgt"));
+    let _ = writeln!(out, "capeff {}", field("CapEff"));
     for (k, v) in std::env::vars_os() {
         let _ = writeln!(
             out,
@@ -191,7 +192,22 @@ fn describe(fd: BorrowedFd<'_>) -> String {
                     u8::from(sockopt::socket_reuseaddr(fd).unwrap_or(false)),
                     u8::from(sockopt::socket_reuseport(fd).unwrap_or(false))
                 );
-                (fam.to_string(), format!("{inet}{v6only}{reuse}"))
+                let (ip_level, freebind) = if inet.is_ipv4() {
+                    (libc::IPPROTO_IP, libc::IP_FREEBIND)
+                } else {
+                    (libc::IPPROTO_IPV6, libc::IPV6_FREEBIND)
+                };
+                let tcp = format!(
+                    " freebind={} nodelay={} keepalive={} defer_accept={} fastopen={} mark={} dev={}",
+                    getsockopt_int(fd, ip_level, freebind),
+                    getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY),
+                    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+                    getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT),
+                    getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_FASTOPEN),
+                    getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_MARK),
+                    bind_device(fd),
+                );
+                (fam.to_string(), format!("{inet}{v6only}{reuse}{tcp}"))
             } else if a.address_family() == rustix::net::AddressFamily::VSOCK {
                 // struct sockaddr_vm: family, reserved, port, cid.
                 // SAFETY: the kernel filled a whole sockaddr_vm.
@@ -218,7 +234,54 @@ fn describe(fd: BorrowedFd<'_>) -> String {
     } else {
         addr
     };
-    format!("kind=socket type={ty} family={family} addr={addr} listening={listening}")
+    format!(
+        "kind=socket type={ty} family={family} addr={addr} listening={listening} rcvbuf={} sndbuf={}",
+        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF),
+        getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF),
+    )
+}
+
+/// An int socket option, or -1 where it does not apply.
+fn getsockopt_int(fd: BorrowedFd<'_>, level: i32, name: i32) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut value: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for the call; getsockopt writes
+    // at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 { value } else { -1 }
+}
+
+/// SO_BINDTODEVICE, or `-`.
+fn bind_device(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; 32];
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` and `len` are valid; the kernel writes at most `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let name = &buf[..(len as usize).min(buf.len())];
+    let name = name.split(|&b| b == 0).next().unwrap_or(&[]);
+    if rc != 0 || name.is_empty() {
+        "-".into()
+    } else {
+        String::from_utf8_lossy(name).into_owned()
+    }
 }
 
 /// `answer` / `hold`: identify ourselves on the connection at fd 3.

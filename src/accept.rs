@@ -19,7 +19,7 @@ use anyhow::{Result, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::io::Errno;
 use rustix::net::{SocketFlags, accept_with, sockopt};
-use rustix::process::{Pid, WaitOptions, waitpid};
+use rustix::process::{Pid, WaitOptions, wait};
 
 use crate::cli::{Args, UsageError};
 use crate::msg::{io_reason, reason, say};
@@ -77,7 +77,8 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
         }
         None => CONNECTION_NAME.to_string(),
     };
-    let path = spawn::resolve(args)?;
+    spawn::resolve(args)?;
+    spawn::check_chdir(args)?;
     let mut caught = STOP.to_vec();
     caught.push(libc::SIGCHLD);
     let watch = Watch::new(&caught)
@@ -136,7 +137,7 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
                         break;
                     }
                 };
-                match start(args, &path, &name, &conn, &watch) {
+                match start(args, &name, &conn, &watch) {
                     Ok(pid) => {
                         children.insert(pid);
                     }
@@ -152,24 +153,14 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
 }
 
 /// Starts one child for `conn`; returns its pid.
-fn start(
-    args: &Args,
-    path: &std::path::Path,
-    name: &str,
-    conn: &OwnedFd,
-    watch: &Watch,
-) -> Result<i32> {
+fn start(args: &Args, name: &str, conn: &OwnedFd, watch: &Watch) -> Result<i32> {
     let blocked = Blocked::all();
     let mut setup = Setup::new(&watch.signals(), args.keep_signals, blocked.old_mask());
     setup.deathsig = true;
-    let mut cmd = if args.inetd {
-        let mut cmd = spawn::direct_child(args, path);
-        cmd.stdin(conn.try_clone()?).stdout(conn.try_clone()?);
-        cmd
-    } else {
-        setup.fd3 = Some(conn.as_fd().as_raw_fd());
-        spawn::gracewrap_child(args, 1, name)
-    };
+    // The connection goes to fd 3; with --inetd the child gracewrap moves
+    // it on to stdin and stdout.
+    setup.fd3 = Some(conn.as_fd().as_raw_fd());
+    let mut cmd = spawn::gracewrap_child(args, 1, name);
     setup.apply(&mut cmd);
     let child = cmd.spawn().map_err(|e| anyhow!("{}", io_reason(&e)))?;
     drop(blocked);
@@ -180,7 +171,9 @@ fn start(
 /// Reaps every child that has exited.
 fn reap(children: &mut HashSet<i32>) {
     loop {
-        match waitpid(None, WaitOptions::NOHANG) {
+        // wait(2), not waitpid(None): rustix maps None to pid 0, "my process
+        // group", which misses children in other groups.
+        match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, _status))) => {
                 children.remove(&Pid::as_raw(Some(pid)));
             }

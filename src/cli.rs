@@ -49,6 +49,12 @@ pub struct Args {
     pub lazy: bool,
     /// `--supervise` and its settings.
     pub supervise: Option<Supervise>,
+    /// `--user USER[:GROUP]`: run PROGRAM as this user.
+    pub user: Option<String>,
+    /// `--group GROUP`: run PROGRAM with this group.
+    pub group: Option<String>,
+    /// `--chdir DIR`: run PROGRAM in this directory.
+    pub chdir: Option<OsString>,
     /// `--setenv NAME[=VALUE]`; `None` copies our own value.
     pub setenv: Vec<(OsString, Option<OsString>)>,
     /// `--no-pid`: leave `LISTEN_PID` (and `LISTEN_PIDFDID`) unset.
@@ -221,6 +227,10 @@ Options (parsing stops at PROGRAM):
                             (the rest of the environment passes through anyway)
       --environment ...     the same (systemd-socket-activate's old name)
       --fdname NAME[:NAME]  name the passed sockets in fd order (one name: all of them)
+      --user USER[:GROUP]   after binding, run PROGRAM as USER (name or uid; its groups
+                            from /etc/group, or only GROUP); sets HOME, USER, LOGNAME
+      --group GROUP         run PROGRAM with GROUP (name or gid) as its only group
+      --chdir DIR           run PROGRAM in DIR (entered after dropping privileges)
       --no-pid              do not set LISTEN_PID/LISTEN_PIDFDID (for programs behind
                             an extra fork; libsystemd then ignores the sockets)
       --keep-fds            keep other inherited fds >= 3 open (default: close them)
@@ -288,7 +298,20 @@ OPTION:
   backlog=N           listen(2) backlog (default: the kernel maximum, net.core.somaxconn)
   reuseport           set SO_REUSEPORT (tcp/udp only; off by default)
   v6only, dualstack   IPV6_V6ONLY on or off for IPv6 sockets (tcp: default dualstack)
-  SO_REUSEADDR is always set on TCP sockets.
+  freebind            IP_FREEBIND: bind an address this host does not have (yet)
+  rcvbuf=N, sndbuf=N  SO_RCVBUF, SO_SNDBUF in bytes (k, m suffixes)
+  nodelay, keepalive  TCP_NODELAY, SO_KEEPALIVE (tcp; accepted sockets inherit them)
+  defer_accept=SECS   TCP_DEFER_ACCEPT (tcp)
+  fastopen=N          TCP_FASTOPEN queue length (tcp)
+  bind_device=IFACE   SO_BINDTODEVICE (tcp/udp; needs CAP_NET_RAW)
+  mark=N              SO_MARK (tcp/udp; needs CAP_NET_ADMIN)
+  mode=MODE           unix socket file mode, e.g. 0660 (default: 0777 minus the umask,
+                      as bind(2) makes it; connecting needs write permission)
+  owner=USER, group=GROUP
+                      unix socket file owner (its group defaults to USER's)
+  mkdir[=MODE]        create missing parent directories (default mode 0755)
+  SO_REUSEADDR is always set on TCP sockets. A stale unix socket file (nobody
+  listening) is replaced; anything else at the path is an error, never deleted.
 
 Environment given to PROGRAM: ours, minus inherited LISTEN_* variables, plus
 LISTEN_FDS, LISTEN_PID, LISTEN_PIDFDID (when the kernel has pidfd ids) and LISTEN_FDNAMES.
@@ -314,6 +337,12 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
     let mut sup_opts: Option<Supervise> = None;
     let mut sup_flags: Vec<&str> = Vec::new();
     let mut command: Vec<OsString> = Vec::new();
+    // Room for every --listen up front: a Spec is a few hundred bytes, and
+    // growing a vector of a thousand of them by doubling would leave as
+    // much again in freed copies (RssAnon before exec is a target).
+    let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+    args.listen.reserve(argv.len() / 2);
+    bare_forms.reserve(argv.len() / 2);
     let mut parser = lexopt::Parser::from_args(argv);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -443,6 +472,32 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
                 sup_flags.push("--pid-file");
             }
             Long("now") => now = true,
+            Long("user") | Long("group") => {
+                let flag = if matches!(arg, Long("user")) {
+                    "--user"
+                } else {
+                    "--group"
+                };
+                let value = parser.value()?;
+                let text = value
+                    .into_string()
+                    .map_err(|v| UsageError(format!("invalid {flag} {}: not UTF-8", quote(&v))))?;
+                if text.is_empty() {
+                    return Err(UsageError(format!("invalid {flag} \"\": empty name")));
+                }
+                if flag == "--user" {
+                    args.user = Some(text);
+                } else {
+                    args.group = Some(text);
+                }
+            }
+            Long("chdir") => {
+                let value = parser.value()?;
+                if value.is_empty() {
+                    return Err(UsageError("invalid --chdir \"\": empty path".into()));
+                }
+                args.chdir = Some(value);
+            }
             Long("no-pid") => args.no_pid = true,
             Long("keep-fds") => args.keep_fds = true,
             Long("keep-signals") => args.keep_signals = true,
@@ -706,6 +761,22 @@ mod tests {
     }
 
     #[test]
+    fn user_group_chdir() {
+        let a = run(&["--user", "www:adm", "--group", "x", "--chdir", "/srv", "p"]);
+        assert_eq!(a.user.as_deref(), Some("www:adm"));
+        assert_eq!(a.group.as_deref(), Some("x"));
+        assert_eq!(a.chdir.as_deref(), Some(std::ffi::OsStr::new("/srv")));
+        assert_eq!(
+            usage(&["--user", "", "p"]),
+            "invalid --user \"\": empty name"
+        );
+        assert_eq!(
+            usage(&["--chdir=", "p"]),
+            "invalid --chdir \"\": empty path"
+        );
+    }
+
+    #[test]
     fn durations_and_signals() {
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
@@ -838,6 +909,6 @@ mod tests {
                 );
             }
         }
-        assert!(found >= 27, "option scan found only {found} options");
+        assert!(found >= 30, "option scan found only {found} options");
     }
 }

@@ -16,11 +16,20 @@ use crate::prepare::{self, Prepared};
 use crate::signals;
 use crate::sockets;
 use crate::spec::Spec;
+use crate::user::Target;
 
 /// Runs PROGRAM with the sockets: exec mode (possibly `--lazy` or
 /// `--inetd`), or `--accept` mode. Returns the exit status for the resident
 /// mode; exec mode returns only on failure.
 pub fn run(args: Args) -> Result<u8> {
+    // Resolved before anything is bound: an unknown user leaves no trace.
+    let target = match (&args.user, &args.group) {
+        (None, None) => None,
+        (user, group) => Some(crate::user::resolve_system(
+            user.as_deref(),
+            group.as_deref(),
+        )?),
+    };
     let prepared = prepare::prepare(&args)?;
     if prepared.sockets.is_empty() {
         let mut msg = "no sockets: give --listen, or run gracewrap where LISTEN_FDS is set for it"
@@ -46,20 +55,24 @@ pub fn run(args: Args) -> Result<u8> {
         ))
         .into()
     } else {
-        exec_mode(&args, prepared)
+        exec_mode(&args, prepared, target.as_ref())
     };
     prepare::remove_created(&created);
     Err(err)
 }
 
-fn exec_mode(args: &Args, prepared: Prepared) -> anyhow::Error {
-    match place_and_exec(args, prepared) {
+fn exec_mode(args: &Args, prepared: Prepared, target: Option<&Target>) -> anyhow::Error {
+    match place_and_exec(args, prepared, target) {
         Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
-fn place_and_exec(args: &Args, prepared: Prepared) -> Result<std::convert::Infallible> {
+fn place_and_exec(
+    args: &Args,
+    prepared: Prepared,
+    target: Option<&Target>,
+) -> Result<std::convert::Infallible> {
     let Prepared { sockets, limit, .. } = prepared;
     let mut names = Vec::with_capacity(sockets.len());
     let mut inherited = Vec::with_capacity(sockets.len());
@@ -88,9 +101,13 @@ fn place_and_exec(args: &Args, prepared: Prepared) -> Result<std::convert::Infal
         fds::to_stdio(&fds[0])
             .map_err(|e| anyhow!("cannot put the socket on stdin/stdout: {}", reason(e)))?;
         drop(fds);
-        return Err(exec(args, &[]));
+        return Err(exec(args, &[], target));
     }
-    let err = exec(args, &listen_env(fds.len(), &names.join(":"), !args.no_pid));
+    let err = exec(
+        args,
+        &listen_env(fds.len(), &names.join(":"), !args.no_pid),
+        target,
+    );
     drop(fds);
     Err(err)
 }
@@ -250,7 +267,7 @@ fn interpreter(file: &Path) -> Option<OsString> {
 /// execvp(3) is called directly rather than through `std::process::Command`:
 /// std would reset SIGPIPE behind our back and copy the environment into a
 /// map first.
-fn exec(args: &Args, listen: &[(&'static str, String)]) -> anyhow::Error {
+fn exec(args: &Args, listen: &[(&'static str, String)], target: Option<&Target>) -> anyhow::Error {
     let copies: Vec<(&OsString, Option<OsString>)> = args
         .setenv
         .iter()
@@ -262,10 +279,32 @@ fn exec(args: &Args, listen: &[(&'static str, String)]) -> anyhow::Error {
     for (name, value) in listen {
         env::set(name, value);
     }
+    if let Some(target) = target {
+        // HOME, USER, LOGNAME of the new user, unless --setenv says otherwise.
+        for (name, value) in target.env() {
+            if !args.setenv.iter().any(|(n, _)| n == name) {
+                env::set(name, value);
+            }
+        }
+    }
     for (name, value) in copies {
         if let Some(value) = value {
             env::set(name, value);
         }
+    }
+    if let Some(target) = target
+        && let Err(e) = target.drop_privileges()
+    {
+        return e;
+    }
+    if let Some(dir) = &args.chdir
+        && let Err(e) = std::env::set_current_dir(dir)
+    {
+        return anyhow!(
+            "cannot change directory to {}: {}",
+            quote(dir),
+            io_reason(&e)
+        );
     }
     signals::prepare_for_exec(args.keep_signals);
     let error = env::execvp(&args.program, &args.args);

@@ -28,6 +28,7 @@ mod sockets;
 mod spawn;
 mod spec;
 mod supervise;
+mod user;
 
 use std::io::Write;
 

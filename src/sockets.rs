@@ -152,11 +152,113 @@ fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) 
     if opts.reuseport {
         sockopt::set_socket_reuseport(&fd, true).map_err(|e| fail("set SO_REUSEPORT on", e))?;
     }
+    if opts.more().freebind {
+        let set = if addr.is_ipv4() {
+            sockopt::set_ip_freebind
+        } else {
+            sockopt::set_ipv6_freebind
+        };
+        set(&fd, true).map_err(|e| fail("set IP_FREEBIND on", e))?;
+    }
+    if let Some(dev) = &opts.more().bind_device {
+        raw::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes()).map_err(
+            |e| {
+                if e == Errno::PERM {
+                    anyhow!(
+                        "cannot set SO_BINDTODEVICE on {}: permission denied (needs CAP_NET_RAW)",
+                        describe_inet(proto, &addr)
+                    )
+                } else {
+                    fail(&format!("bind to device {dev}"), e)
+                }
+            },
+        )?;
+    }
+    if let Some(mark) = opts.more().mark {
+        raw::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_MARK, &mark.to_ne_bytes()).map_err(
+            |e| {
+                if e == Errno::PERM {
+                    anyhow!(
+                        "cannot set SO_MARK on {}: permission denied (needs CAP_NET_ADMIN)",
+                        describe_inet(proto, &addr)
+                    )
+                } else {
+                    fail("set SO_MARK on", e)
+                }
+            },
+        )?;
+    }
+    set_buffers(&fd, opts).map_err(|(what, e)| fail(what, e))?;
+    if opts.more().nodelay {
+        sockopt::set_tcp_nodelay(&fd, true).map_err(|e| fail("set TCP_NODELAY on", e))?;
+    }
+    if opts.more().keepalive {
+        sockopt::set_socket_keepalive(&fd, true).map_err(|e| fail("set SO_KEEPALIVE on", e))?;
+    }
     bind(&fd, &addr).map_err(|e| fail("bind", e))?;
+    if let Some(secs) = opts.more().defer_accept {
+        raw::setsockopt(
+            &fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            &(secs as i32).to_ne_bytes(),
+        )
+        .map_err(|e| fail("set TCP_DEFER_ACCEPT on", e))?;
+    }
+    if let Some(queue) = opts.more().fastopen {
+        raw::setsockopt(
+            &fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            &(queue as i32).to_ne_bytes(),
+        )
+        .map_err(|e| fail("set TCP_FASTOPEN on", e))?;
+    }
     if proto == Proto::Tcp {
         listen(&fd, backlog(opts)).map_err(|e| fail("listen on", e))?;
     }
     Ok(fd)
+}
+
+/// SO_RCVBUF / SO_SNDBUF (the kernel doubles the value for bookkeeping and
+/// caps it at net.core.rmem_max / wmem_max).
+fn set_buffers(fd: &OwnedFd, opts: &Opts) -> Result<(), (&'static str, Errno)> {
+    if let Some(n) = opts.more().rcvbuf {
+        sockopt::set_socket_recv_buffer_size(fd, n as usize)
+            .map_err(|e| ("set SO_RCVBUF on", e))?;
+    }
+    if let Some(n) = opts.more().sndbuf {
+        sockopt::set_socket_send_buffer_size(fd, n as usize)
+            .map_err(|e| ("set SO_SNDBUF on", e))?;
+    }
+    Ok(())
+}
+
+/// setsockopt(2) for the options rustix does not wrap.
+#[allow(unsafe_code)]
+mod raw {
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    use rustix::io::Errno;
+
+    pub fn setsockopt(fd: &OwnedFd, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+        // SAFETY: `value` is valid for `value.len()` bytes for the call, and
+        // setsockopt(2) only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                value.as_ptr().cast(),
+                value.len() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+        }
+    }
 }
 
 /// The listen(2) backlog: the user's, or INT_MAX, which the kernel caps at
@@ -188,25 +290,138 @@ fn open_unix(kind: UnixKind, path: &UnixPath, opts: &Opts) -> Result<OwnedFd> {
         None,
     )
     .map_err(|e| fail("create a socket for", e))?;
-    match bind(&fd, &addr) {
-        Ok(()) => {}
-        Err(Errno::ADDRINUSE) => match path {
-            UnixPath::File(p) => {
-                replace_stale(kind, p, &addr)
-                    .with_context(|| format!("cannot bind {}", shown()))?;
-                bind(&fd, &addr).map_err(|e| fail("bind", e))?;
-            }
-            UnixPath::Abstract(_) => bail!(
-                "cannot bind {}: address already in use (an abstract name is never stale: another process holds it)",
-                shown()
-            ),
-        },
-        Err(e) => return Err(fail("bind", e)),
+    set_buffers(&fd, opts).map_err(|(what, e)| fail(what, e))?;
+    let file = match path {
+        UnixPath::File(p) => Some(p.as_os_str()),
+        UnixPath::Abstract(_) => None,
+    };
+    if let (Some(p), Some(mode)) = (file, opts.more().mkdir) {
+        make_parents(std::path::Path::new(p), mode)
+            .with_context(|| format!("cannot bind {}", shown()))?;
+    }
+    // With mode= or owner=/group=, the socket is created under a umask that
+    // leaves it to its owner (gracewrap's user) only, and opened up by
+    // chown and chmod afterwards: no other user can connect in between.
+    // (Binding elsewhere and renaming into place would be atomic too, but
+    // getsockname(2) would then report the other path, which
+    // sd_is_socket_unix() and gracewrap's own inheritance compare.)
+    let restrict =
+        opts.more().mode.is_some() || opts.more().owner.is_some() || opts.more().group.is_some();
+    let owner =
+        crate::user::socket_owner(opts.more().owner.as_deref(), opts.more().group.as_deref())
+            .with_context(|| format!("cannot bind {}", shown()))?;
+    let old_umask =
+        restrict.then(|| rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177)));
+    let bound = bind_replacing_stale(&fd, kind, path, &addr);
+    if let Some(old) = old_umask {
+        rustix::process::umask(old);
+    }
+    bound.with_context(|| format!("cannot bind {}", shown()))?;
+    if let (Some(p), true) = (file, restrict) {
+        // Without mode=: what a plain bind(2) gives, 0777 minus the umask.
+        let mode = opts
+            .more()
+            .mode
+            .unwrap_or(0o777 & !old_umask.map_or(0o022, |m| m.as_raw_mode()));
+        set_owner_and_mode(p, owner, mode).with_context(|| format!("cannot bind {}", shown()))?;
     }
     if kind != UnixKind::Dgram {
         listen(&fd, backlog(opts)).map_err(|e| fail("listen on", e))?;
     }
     Ok(fd)
+}
+
+/// bind(2), replacing a stale socket file (see [`replace_stale`]).
+fn bind_replacing_stale(
+    fd: &OwnedFd,
+    kind: UnixKind,
+    path: &UnixPath,
+    addr: &SocketAddrUnix,
+) -> Result<()> {
+    match bind(fd, addr) {
+        Ok(()) => Ok(()),
+        Err(Errno::ADDRINUSE) => match path {
+            UnixPath::File(p) => {
+                replace_stale(kind, p, addr)?;
+                bind(fd, addr).map_err(|e| anyhow!("{}", reason(e)))
+            }
+            UnixPath::Abstract(_) => {
+                bail!(
+                    "address already in use (an abstract name is never stale: another process holds it)"
+                )
+            }
+        },
+        Err(e) => bail!("{}", reason(e)),
+    }
+}
+
+/// `mkdir`: creates the missing parents of `path` with `mode` (exactly,
+/// not masked by the umask), outermost first. Existing ones are left as
+/// they are; a parent that exists but is not a directory is an error.
+fn make_parents(path: &std::path::Path, mode: u32) -> Result<()> {
+    let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    let mut dir = parent;
+    loop {
+        match std::fs::symlink_metadata(dir) {
+            Ok(m) if m.is_dir() => break,
+            // A symlink to a directory is fine: mkdir would fail on it anyway.
+            Ok(_) if dir.is_dir() => break,
+            Ok(_) => bail!("{} exists and is not a directory", dir.display()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(dir),
+            Err(e) => bail!("cannot look at {}: {}", dir.display(), reason(e)),
+        }
+        match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(up) => dir = up,
+            None => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match rustix::fs::mkdir(dir, rustix::fs::Mode::from_raw_mode(mode)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) if dir.is_dir() => continue,
+            Err(e) => bail!("cannot create directory {}: {}", dir.display(), reason(e)),
+        }
+        rustix::fs::chmod(dir, rustix::fs::Mode::from_raw_mode(mode))
+            .map_err(|e| anyhow!("cannot set the mode of {}: {}", dir.display(), reason(e)))?;
+    }
+    Ok(())
+}
+
+/// chown then chmod of the socket file just bound, never following a
+/// symlink (someone could have swapped the path in a shared directory).
+fn set_owner_and_mode(
+    path: &OsStr,
+    (uid, gid): (Option<u32>, Option<u32>),
+    mode: u32,
+) -> Result<()> {
+    use rustix::fs::{AtFlags, CWD, Mode, chmodat, chownat};
+    if uid.is_some() || gid.is_some() {
+        chownat(
+            CWD,
+            path,
+            uid.map(rustix::process::Uid::from_raw),
+            gid.map(rustix::process::Gid::from_raw),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| anyhow!("cannot change the owner: {}", reason(e)))?;
+    }
+    let mode = Mode::from_raw_mode(mode);
+    match chmodat(CWD, path, mode, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(()) => Ok(()),
+        // Kernels before 6.6 lack fchmodat2: check it is still our socket,
+        // then chmod the path.
+        Err(Errno::NOTSUP | Errno::NOSYS | Errno::INVAL) => {
+            let ft = std::fs::symlink_metadata(path).map(|m| m.file_type());
+            if !ft.is_ok_and(|t| t.is_socket()) {
+                bail!("the socket file was replaced before its mode could be set");
+            }
+            rustix::fs::chmod(path, mode).map_err(|e| anyhow!("cannot set the mode: {}", reason(e)))
+        }
+        Err(e) => bail!("cannot set the mode: {}", reason(e)),
+    }
 }
 
 /// Called when bind(2) found something at `path`. Removes it only if it is a

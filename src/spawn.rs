@@ -68,6 +68,18 @@ pub fn resolve(args: &Args) -> Result<PathBuf, ExecError> {
     }))
 }
 
+/// `--chdir` in a resident mode: the children enter DIR; say now, not once
+/// per child, if it is not a directory.
+pub fn check_chdir(args: &Args) -> anyhow::Result<()> {
+    match &args.chdir {
+        Some(dir) if !std::path::Path::new(dir).is_dir() => Err(anyhow::anyhow!(
+            "cannot change directory to {}: not a directory",
+            crate::msg::quote(dir)
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// What a forked child does before exec. Raw syscalls only.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {
@@ -157,6 +169,19 @@ pub fn gracewrap_child(args: &Args, count: usize, names: &str) -> Command {
     if args.keep_signals {
         cmd.arg("--keep-signals");
     }
+    if args.inetd {
+        cmd.arg("--inetd");
+    }
+    // The child drops privileges and changes directory; we keep ours (to
+    // remove socket files on exit and start the next child).
+    for (flag, value) in [("--user", &args.user), ("--group", &args.group)] {
+        if let Some(v) = value {
+            cmd.arg(flag).arg(v);
+        }
+    }
+    if let Some(dir) = &args.chdir {
+        cmd.arg("--chdir").arg(dir);
+    }
     cmd.arg("--").arg(&args.program).args(&args.args);
     let me = std::process::id().to_string();
     for var in LISTEN_VARS {
@@ -166,17 +191,6 @@ pub fn gracewrap_child(args: &Args, count: usize, names: &str) -> Command {
         .env("LISTEN_FDNAMES", names)
         .env("LISTEN_PID", &me)
         .env(HANDOFF_VAR, &me);
-    apply_setenv(&mut cmd, args);
-    cmd
-}
-
-/// PROGRAM itself, for `--accept --inetd` (no LISTEN_* variables).
-pub fn direct_child(args: &Args, path: &std::path::Path) -> Command {
-    let mut cmd = Command::new(path);
-    cmd.arg0(&args.program).args(&args.args);
-    for var in LISTEN_VARS {
-        cmd.env_remove(var);
-    }
     apply_setenv(&mut cmd, args);
     cmd
 }

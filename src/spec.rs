@@ -123,7 +123,71 @@ pub struct Opts {
     pub reuseport: bool,
     /// `v6only` / `dualstack`: IPV6_V6ONLY (IPv6 only).
     pub v6: Option<V6Mode>,
+    /// The other options, rarely given: kept out of line (None when all
+    /// are unset), so that a thousand specs stay small in memory.
+    pub more: Option<Box<More>>,
 }
+
+/// The less common per-socket options (see [`Opts::more`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct More {
+    /// `freebind`: IP_FREEBIND, bind an address not (yet) on this host.
+    pub freebind: bool,
+    /// `rcvbuf=N`, `sndbuf=N`: SO_RCVBUF, SO_SNDBUF in bytes.
+    pub rcvbuf: Option<u32>,
+    pub sndbuf: Option<u32>,
+    /// `nodelay`: TCP_NODELAY (accepted sockets inherit it on Linux).
+    pub nodelay: bool,
+    /// `keepalive`: SO_KEEPALIVE (inherited by accepted sockets).
+    pub keepalive: bool,
+    /// `defer_accept=SECONDS`: TCP_DEFER_ACCEPT.
+    pub defer_accept: Option<u32>,
+    /// `fastopen=N`: TCP_FASTOPEN queue length.
+    pub fastopen: Option<u32>,
+    /// `bind_device=IFACE`: SO_BINDTODEVICE.
+    pub bind_device: Option<String>,
+    /// `mark=N`: SO_MARK.
+    pub mark: Option<u32>,
+    /// `mode=MODE`: permission bits of the socket file.
+    pub mode: Option<u32>,
+    /// `owner=USER|UID`, `group=GROUP|GID` of the socket file.
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// `mkdir[=MODE]`: create missing parent directories with this mode.
+    pub mkdir: Option<u32>,
+}
+
+impl More {
+    const NONE: More = More {
+        freebind: false,
+        rcvbuf: None,
+        sndbuf: None,
+        nodelay: false,
+        keepalive: false,
+        defer_accept: None,
+        fastopen: None,
+        bind_device: None,
+        mark: None,
+        mode: None,
+        owner: None,
+        group: None,
+        mkdir: None,
+    };
+}
+
+impl Opts {
+    /// The less common options (all unset if none was given).
+    pub fn more(&self) -> &More {
+        self.more.as_deref().unwrap_or(&More::NONE)
+    }
+
+    fn more_mut(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+}
+
+/// The mode of directories `mkdir` creates when it is given no MODE.
+pub const MKDIR_MODE: u32 = 0o755;
 
 /// A parse failure, already worded for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,19 +404,36 @@ impl Addr {
 }
 
 impl fmt::Display for Opts {
+    /// The options in a fixed order, so that equal options print equal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(n) = self.backlog {
-            parts.push(format!("backlog={n}"));
-        }
-        if self.reuseport {
-            parts.push("reuseport".into());
-        }
-        match self.v6 {
-            Some(V6Mode::V6Only) => parts.push("v6only".into()),
-            Some(V6Mode::DualStack) => parts.push("dualstack".into()),
-            None => {}
-        }
+        let m = self.more();
+        let flag = |on: bool, name: &str| on.then(|| name.to_string());
+        let number = |name: &str, v: Option<u32>| v.map(|v| format!("{name}={v}"));
+        let parts = [
+            number("backlog", self.backlog),
+            flag(self.reuseport, "reuseport"),
+            self.v6.map(|m| match m {
+                V6Mode::V6Only => "v6only".to_string(),
+                V6Mode::DualStack => "dualstack".to_string(),
+            }),
+            flag(m.freebind, "freebind"),
+            number("rcvbuf", m.rcvbuf),
+            number("sndbuf", m.sndbuf),
+            flag(m.nodelay, "nodelay"),
+            flag(m.keepalive, "keepalive"),
+            number("defer_accept", m.defer_accept),
+            number("fastopen", m.fastopen),
+            m.bind_device.as_ref().map(|d| format!("bind_device={d}")),
+            number("mark", m.mark),
+            m.mode.map(|m| format!("mode={m:04o}")),
+            m.owner.as_ref().map(|o| format!("owner={o}")),
+            m.group.as_ref().map(|g| format!("group={g}")),
+            m.mkdir.map(|m| match m {
+                MKDIR_MODE => "mkdir".to_string(),
+                m => format!("mkdir={m:04o}"),
+            }),
+        ];
+        let parts: Vec<String> = parts.into_iter().flatten().collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -682,6 +763,82 @@ fn parse_vsock(kind: UnixKind, text: &[u8]) -> Result<Addr, SpecError> {
     Ok(Addr::Vsock { kind, cid, port })
 }
 
+/// What kind of socket an option is for, in messages and checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum For {
+    /// TCP, unix stream/seqpacket, vsock stream/seqpacket.
+    Listening,
+    /// tcp and udp.
+    Inet,
+    /// tcp only.
+    Tcp,
+    /// Anything gracewrap binds.
+    Bound,
+    /// A unix socket with a path (not abstract).
+    UnixFile,
+}
+
+impl For {
+    fn allows(self, addr: &Addr) -> bool {
+        match self {
+            For::Listening => addr.is_listening(),
+            For::Inet => matches!(addr, Addr::Inet { .. }),
+            For::Tcp => matches!(
+                addr,
+                Addr::Inet {
+                    proto: Proto::Tcp,
+                    ..
+                }
+            ),
+            For::Bound => true,
+            For::UnixFile => matches!(
+                addr,
+                Addr::Unix {
+                    path: UnixPath::File(_),
+                    ..
+                }
+            ),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            For::Listening => "listening sockets (tcp, unix, unixpacket, vsock, vsock-seqpacket)",
+            For::Inet => "tcp and udp sockets",
+            For::Tcp => "tcp sockets",
+            For::Bound => "sockets gracewrap binds",
+            For::UnixFile => "unix sockets with a path (an abstract name has no file)",
+        }
+    }
+}
+
+/// A number option: decimal, or `0x` hex; `k`/`m` suffixes (x1024) where
+/// `sizes`.
+fn parse_number(key: &str, v: &str, sizes: bool, min: u64, max: u64) -> Result<u32, SpecError> {
+    let (digits, mult) = match v.as_bytes().last() {
+        Some(b'k' | b'K') if sizes => (&v[..v.len() - 1], 1024),
+        Some(b'm' | b'M') if sizes => (&v[..v.len() - 1], 1024 * 1024),
+        _ => (v, 1),
+    };
+    let n = match digits.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None if digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse::<u64>().ok(),
+        None => None,
+    };
+    n.and_then(|n| n.checked_mul(mult))
+        .filter(|n| (min..=max).contains(n))
+        .map(|n| n as u32)
+        .ok_or_else(|| SpecError(format!("{key} '{v}' is not a number from {min} to {max}")))
+}
+
+/// `0660`, `660`: permission bits, in octal.
+fn parse_mode(key: &str, v: &str) -> Result<u32, SpecError> {
+    u32::from_str_radix(v, 8)
+        .ok()
+        .filter(|m| !v.is_empty() && v.len() <= 4 && *m <= 0o777)
+        .ok_or_else(|| SpecError(format!("{key} '{v}' is not an octal mode from 0 to 0777")))
+}
+
 fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
     let mut opts = Opts::default();
     let mut seen: Vec<&str> = Vec::new();
@@ -713,39 +870,87 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
             return err(format!("option '{key}' given twice"));
         }
         seen.push(canon);
+        let for_ = match key {
+            "backlog" => For::Listening,
+            "reuseport" | "v6only" | "dualstack" | "freebind" | "bind_device" | "mark" => For::Inet,
+            "nodelay" | "keepalive" | "defer_accept" | "fastopen" => For::Tcp,
+            "rcvbuf" | "sndbuf" => For::Bound,
+            "mode" | "owner" | "group" | "mkdir" => For::UnixFile,
+            _ => {
+                return err(format!(
+                    "unknown option '{key}' (known: backlog=N, reuseport, v6only, dualstack, freebind, rcvbuf=N, sndbuf=N, nodelay, keepalive, defer_accept=SECONDS, fastopen=N, bind_device=IFACE, mark=N, mode=MODE, owner=USER, group=GROUP, mkdir[=MODE])"
+                ));
+            }
+        };
+        if !for_.allows(addr) {
+            let extra = if key == "reuseport" && matches!(addr, Addr::Unix { .. }) {
+                " (Linux refuses SO_REUSEPORT on unix sockets)"
+            } else {
+                ""
+            };
+            return err(format!("{key} applies only to {}{extra}", for_.what()));
+        }
         let flag = |value: Option<&str>| match value {
-            None => Ok(()),
+            None => Ok(true),
             Some(_) => err(format!("option '{key}' takes no value")),
         };
+        let needs = |example: &str| {
+            value.ok_or_else(|| SpecError(format!("{key} needs a value, e.g. {key}={example}")))
+        };
+        let int_max = i32::MAX as u64;
         match key {
-            "backlog" => {
-                if !addr.is_listening() {
-                    return err(
-                        "backlog applies only to listening sockets (tcp, unix, unixpacket)",
-                    );
-                }
-                let v = value
-                    .ok_or_else(|| SpecError("backlog needs a value, e.g. backlog=1024".into()))?;
-                let n: u32 = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=i32::MAX as u32).contains(n))
-                    .ok_or_else(|| {
-                        SpecError(format!(
-                            "backlog '{v}' is not a number from 1 to {}",
-                            i32::MAX
-                        ))
-                    })?;
-                opts.backlog = Some(n);
+            "backlog" => opts.backlog = Some(parse_number(key, needs("1024")?, false, 1, int_max)?),
+            "reuseport" => opts.reuseport = flag(value)?,
+            "freebind" => opts.more_mut().freebind = flag(value)?,
+            "nodelay" => opts.more_mut().nodelay = flag(value)?,
+            "keepalive" => opts.more_mut().keepalive = flag(value)?,
+            "rcvbuf" => {
+                opts.more_mut().rcvbuf = Some(parse_number(key, needs("1M")?, true, 1, int_max)?)
             }
-            "reuseport" => {
-                flag(value)?;
-                if !matches!(addr, Addr::Inet { .. }) {
-                    return err(
-                        "reuseport applies only to tcp and udp sockets (Linux refuses SO_REUSEPORT on unix sockets)",
-                    );
+            "sndbuf" => {
+                opts.more_mut().sndbuf = Some(parse_number(key, needs("1M")?, true, 1, int_max)?)
+            }
+            "defer_accept" => {
+                opts.more_mut().defer_accept =
+                    Some(parse_number(key, needs("5")?, false, 1, int_max)?)
+            }
+            "fastopen" => {
+                opts.more_mut().fastopen =
+                    Some(parse_number(key, needs("256")?, false, 1, int_max)?)
+            }
+            "mark" => {
+                opts.more_mut().mark =
+                    Some(parse_number(key, needs("0x1")?, false, 0, u32::MAX as u64)?)
+            }
+            "bind_device" => {
+                let dev = needs("eth0")?;
+                if dev.is_empty()
+                    || dev.len() > 15
+                    || dev.bytes().any(|b| b == b'/' || !b.is_ascii_graphic())
+                {
+                    return err(format!(
+                        "bind_device '{dev}' is not a network interface name"
+                    ));
                 }
-                opts.reuseport = true;
+                opts.more_mut().bind_device = Some(dev.to_string());
+            }
+            "mode" => opts.more_mut().mode = Some(parse_mode(key, needs("0660")?)?),
+            "mkdir" => {
+                opts.more_mut().mkdir = Some(value.map_or(Ok(MKDIR_MODE), |v| parse_mode(key, v))?)
+            }
+            "owner" | "group" => {
+                let who = needs("www-data")?;
+                if who.is_empty() || who.contains(':') {
+                    return err(format!(
+                        "{key} '{who}' is not a {} name or number",
+                        if key == "owner" { "user" } else { "group" }
+                    ));
+                }
+                if key == "owner" {
+                    opts.more_mut().owner = Some(who.to_string());
+                } else {
+                    opts.more_mut().group = Some(who.to_string());
+                }
             }
             "v6only" | "dualstack" => {
                 flag(value)?;
@@ -770,11 +975,7 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
                     _ => return err(format!("{key} applies only to IPv6 sockets")),
                 }
             }
-            _ => {
-                return err(format!(
-                    "unknown option '{key}' (known: backlog=N, reuseport, v6only, dualstack)"
-                ));
-            }
+            _ => unreachable!("filtered above"),
         }
     }
     Ok(opts)
@@ -1097,7 +1298,8 @@ mod tests {
             Opts {
                 backlog: Some(4096),
                 reuseport: true,
-                v6: Some(V6Mode::V6Only)
+                v6: Some(V6Mode::V6Only),
+                ..Opts::default()
             }
         );
         assert_eq!(ok("8080,dualstack").opts.v6, Some(V6Mode::DualStack));
@@ -1162,6 +1364,82 @@ mod tests {
         );
         assert!(ok("8080").retype(UnixKind::Seqpacket).is_err());
         assert!(ok("8080,backlog=5").retype(UnixKind::Dgram).is_err());
+    }
+
+    #[test]
+    fn production_options() {
+        let s = ok(
+            "tcp::80,freebind,rcvbuf=1M,sndbuf=64k,nodelay,keepalive,defer_accept=5,fastopen=256,bind_device=lo,mark=0x10",
+        );
+        let o = s.opts.more();
+        assert!(o.freebind && o.nodelay && o.keepalive);
+        assert_eq!((o.rcvbuf, o.sndbuf), (Some(1 << 20), Some(64 << 10)));
+        assert_eq!(
+            (o.defer_accept, o.fastopen, o.mark),
+            (Some(5), Some(256), Some(16))
+        );
+        assert_eq!(o.bind_device.as_deref(), Some("lo"));
+        assert_eq!(
+            s.to_string(),
+            "tcp::80,freebind,rcvbuf=1048576,sndbuf=65536,nodelay,keepalive,defer_accept=5,fastopen=256,bind_device=lo,mark=16"
+        );
+        let u = ok("unix:/run/a.sock,mode=660,owner=www-data,group=adm,mkdir");
+        assert_eq!(
+            (
+                u.opts.more().mode,
+                u.opts.more().owner.as_deref(),
+                u.opts.more().group.as_deref(),
+                u.opts.more().mkdir
+            ),
+            (Some(0o660), Some("www-data"), Some("adm"), Some(MKDIR_MODE))
+        );
+        assert_eq!(
+            u.to_string(),
+            "unix:/run/a.sock,mode=0660,owner=www-data,group=adm,mkdir"
+        );
+        assert_eq!(ok("unix:/a,mkdir=0700").opts.more().mkdir, Some(0o700));
+        assert_eq!(ok("unixgram:/a,rcvbuf=4096").opts.more().rcvbuf, Some(4096));
+        assert_eq!(ok("udp::53,freebind,mark=7").opts.more().mark, Some(7));
+        fails("udp::53,nodelay", "nodelay applies only to tcp sockets");
+        fails("unix:/a,keepalive", "keepalive applies only to tcp sockets");
+        fails(
+            "udp::53,defer_accept=1",
+            "defer_accept applies only to tcp sockets",
+        );
+        fails(
+            "unix:/a,freebind",
+            "freebind applies only to tcp and udp sockets",
+        );
+        fails(
+            "unix:@a,mode=600",
+            "mode applies only to unix sockets with a path",
+        );
+        fails(
+            "tcp::80,owner=root",
+            "owner applies only to unix sockets with a path",
+        );
+        fails("unix:/a,mode=999", "mode '999' is not an octal mode");
+        fails(
+            "unix:/a,mode=4755",
+            "mode '4755' is not an octal mode from 0 to 0777",
+        );
+        fails("unix:/a,mode", "mode needs a value");
+        fails("unix:/a,owner=", "owner '' is not a user name or number");
+        fails("tcp::80,rcvbuf=0", "rcvbuf '0' is not a number from 1");
+        fails("tcp::80,rcvbuf=3G", "rcvbuf '3G' is not a number");
+        fails(
+            "tcp::80,rcvbuf=4096m",
+            "is not a number from 1 to 2147483647",
+        );
+        fails("tcp::80,mark=-1", "mark '-1' is not a number");
+        fails("tcp::80,bind_device=a/b", "not a network interface name");
+        fails(
+            "tcp::80,bind_device=waytoolonginterface",
+            "not a network interface name",
+        );
+        fails("tcp::80,nodelay=1", "takes no value");
+        fails("vsock::5,nodelay", "nodelay applies only to tcp sockets");
+        fails("fd:3,rcvbuf=5", "does not apply to fd:N");
     }
 
     #[test]
@@ -1262,45 +1540,111 @@ mod props {
         prop_oneof![inet, unix, vsock, fd, inherit]
     }
 
+    /// Options that may go with `addr`, each independently on or off.
+    fn arb_opts(addr: Addr) -> impl Strategy<Value = Opts> {
+        let inet = matches!(addr, Addr::Inet { .. });
+        let tcp = matches!(
+            addr,
+            Addr::Inet {
+                proto: Proto::Tcp,
+                ..
+            }
+        );
+        let file = matches!(
+            addr,
+            Addr::Unix {
+                path: UnixPath::File(_),
+                ..
+            }
+        );
+        let listening = addr.is_listening();
+        let bound = !matches!(addr, Addr::Fd(_) | Addr::Inherit(_));
+        let v6_ok = matches!(
+            &addr,
+            Addr::Inet {
+                family: Family::V6 | Family::Any,
+                host: Host::Unspecified | Host::V6(..),
+                ..
+            }
+        );
+        let v6_only_family = matches!(
+            addr,
+            Addr::Inet {
+                family: Family::V6,
+                ..
+            }
+        );
+        let small = || proptest::option::of(1..=i32::MAX as u32);
+        let name = || proptest::option::of("[a-z_][a-z0-9_-]{0,10}|[0-9]{1,5}");
+        (
+            (
+                small(),
+                any::<bool>(),
+                proptest::option::of(any::<bool>()),
+                any::<bool>(),
+                small(),
+                small(),
+            ),
+            (
+                any::<bool>(),
+                any::<bool>(),
+                small(),
+                small(),
+                proptest::option::of("[a-z][a-z0-9.]{0,14}"),
+                proptest::option::of(any::<u32>()),
+            ),
+            (
+                proptest::option::of(0..=0o777u32),
+                name(),
+                name(),
+                proptest::option::of(0..=0o777u32),
+            ),
+        )
+            .prop_map(
+                move |(
+                    (backlog, reuseport, v6, freebind, rcvbuf, sndbuf),
+                    (nodelay, keepalive, defer, fastopen, dev, mark),
+                    (mode, owner, group, mkdir),
+                )| {
+                    let v6 = v6.filter(|_| v6_ok).map(|only| {
+                        if only {
+                            V6Mode::V6Only
+                        } else {
+                            V6Mode::DualStack
+                        }
+                    });
+                    let more = More {
+                        freebind: freebind && inet,
+                        rcvbuf: rcvbuf.filter(|_| bound),
+                        sndbuf: sndbuf.filter(|_| bound),
+                        nodelay: nodelay && tcp,
+                        keepalive: keepalive && tcp,
+                        defer_accept: defer.filter(|_| tcp),
+                        fastopen: fastopen.filter(|_| tcp),
+                        bind_device: dev.filter(|_| inet),
+                        mark: mark.filter(|_| inet),
+                        mode: mode.filter(|_| file),
+                        owner: owner.filter(|_| file),
+                        group: group.filter(|_| file),
+                        mkdir: mkdir.filter(|_| file),
+                    };
+                    Opts {
+                        backlog: backlog.filter(|_| listening),
+                        reuseport: reuseport && inet,
+                        v6: v6.filter(|m| !(v6_only_family && *m == V6Mode::DualStack)),
+                        // What the parser makes: nothing out of line when
+                        // nothing is set.
+                        more: (more != More::NONE).then(|| Box::new(more)),
+                    }
+                },
+            )
+    }
+
     fn arb_spec() -> impl Strategy<Value = Spec> {
         let name = proptest::option::of("[ -+\\-.0-9;<>-~]{0,30}");
-        (name, arb_addr(), any::<(Option<u32>, bool, Option<bool>)>()).prop_map(
-            |(name, addr, (backlog, reuseport, v6))| {
-                let inet = matches!(addr, Addr::Inet { .. });
-                let v6_ok = matches!(
-                    &addr,
-                    Addr::Inet {
-                        family: Family::V6 | Family::Any,
-                        host: Host::Unspecified | Host::V6(..),
-                        ..
-                    }
-                );
-                let v6 = v6.filter(|_| v6_ok).map(|only| {
-                    if only {
-                        V6Mode::V6Only
-                    } else {
-                        V6Mode::DualStack
-                    }
-                });
-                let v6 = match (&addr, v6) {
-                    (
-                        Addr::Inet {
-                            family: Family::V6, ..
-                        },
-                        Some(V6Mode::DualStack),
-                    ) => None,
-                    (_, v6) => v6,
-                };
-                let opts = Opts {
-                    backlog: backlog
-                        .map(|b| b % (i32::MAX as u32) + 1)
-                        .filter(|_| addr.is_listening()),
-                    reuseport: reuseport && inet,
-                    v6,
-                };
-                Spec { name, addr, opts }
-            },
-        )
+        (name, arb_addr())
+            .prop_flat_map(|(name, addr)| (Just(name), Just(addr.clone()), arb_opts(addr)))
+            .prop_map(|(name, addr, opts)| Spec { name, addr, opts })
     }
 
     /// Bytes that look like specs often enough to reach deep into the parser.

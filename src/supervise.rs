@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::process::{Pid, WaitOptions, WaitStatus, waitpid};
+use rustix::process::{Pid, WaitOptions, WaitStatus, wait};
 
 use crate::cli::{Args, Supervise, signal_name};
 use crate::fds;
@@ -95,6 +95,10 @@ struct Supervisor<'a> {
     /// Exit status to return once every generation is gone.
     status: Option<u8>,
     respawn_at: Option<Instant>,
+    /// Set once the generations are gone during shutdown and other children
+    /// (orphans re-parented to us, a generation's leftover workers) got the
+    /// stop signal: when they get SIGKILL.
+    leftovers_kill_at: Option<Instant>,
     backoff: Duration,
 }
 
@@ -114,6 +118,7 @@ pub fn run(args: &Args, prepared: Prepared) -> Result<u8> {
 
 fn start<'a>(args: &'a Args, sup: Supervise, prepared: Prepared) -> Result<Supervisor<'a>> {
     spawn::resolve(args)?;
+    spawn::check_chdir(args)?;
     let Prepared { sockets, limit, .. } = prepared;
     let names = sockets.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     let inherited: Vec<bool> = sockets.iter().map(|s| s.inherited).collect();
@@ -156,6 +161,7 @@ fn start<'a>(args: &'a Args, sup: Supervise, prepared: Prepared) -> Result<Super
         shutting_down: false,
         status: None,
         respawn_at: None,
+        leftovers_kill_at: None,
         backoff: BACKOFF_FIRST,
     };
     let id = s.spawn()?;
@@ -423,7 +429,10 @@ impl Supervisor<'_> {
 
     fn reap(&mut self) {
         loop {
-            let (pid, status) = match waitpid(None, WaitOptions::NOHANG) {
+            // wait(2), not waitpid(None): rustix maps None to pid 0, "my
+            // process group", which misses --process-group generations and
+            // orphans from other groups.
+            let (pid, status) = match wait(WaitOptions::NOHANG) {
                 Ok(Some(x)) => x,
                 Ok(None) | Err(_) => return,
             };
@@ -553,13 +562,61 @@ impl Supervisor<'_> {
             times.push(g.started + self.sup.ready_timeout);
         }
         times.extend(self.respawn_at);
+        if let Some(t) = self.leftovers_kill_at {
+            // Poll for leftovers that exit on their own (they are not ours
+            // to be told about through a generation), and the SIGKILL.
+            times.push(t.min(Instant::now() + Duration::from_millis(20)));
+        }
         times.into_iter().min()
+    }
+
+    /// Once every generation is gone: nothing of ours may outlive us. Any
+    /// other child (an orphan re-parented to us, a worker its generation
+    /// left behind) gets the stop signal, then SIGKILL after the stop
+    /// timeout. True when there is nothing left.
+    fn finish_leftovers(&mut self, now: Instant) -> bool {
+        let left = own_children();
+        if left.is_empty() {
+            return true;
+        }
+        match self.leftovers_kill_at {
+            None => {
+                if self.args.verbose {
+                    say(format_args!(
+                        "stopping {} leftover process(es): {left:?}",
+                        left.len()
+                    ));
+                }
+                self.leftovers_kill_at = Some(now + self.sup.stop_timeout);
+                for pid in left {
+                    self.signal_pid(pid, self.sup.stop_signal);
+                }
+            }
+            Some(t) if now >= t => {
+                for pid in left {
+                    self.signal_pid(pid, libc::SIGKILL);
+                }
+            }
+            Some(_) => {}
+        }
+        false
+    }
+
+    /// kill(2) to one process, whatever --process-group says.
+    fn signal_pid(&self, pid: i32, sig: i32) {
+        if let (Some(pid), Some(sig)) = (
+            Pid::from_raw(pid),
+            rustix::process::Signal::from_named_raw(sig),
+        ) {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
     }
 
     fn run(&mut self) -> Result<u8> {
         loop {
             if self.gens.is_empty()
                 && (self.shutting_down || self.respawn_at.is_none() && self.current.is_none())
+                && self.finish_leftovers(Instant::now())
             {
                 return Ok(self.status.unwrap_or(0));
             }
@@ -602,6 +659,22 @@ impl Supervisor<'_> {
             self.on_timers(Instant::now());
         }
     }
+}
+
+/// Our children, zombies included (/proc/self/task/*/children).
+fn own_children() -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The parent pid of `pid`, from /proc/PID/stat.

@@ -14,6 +14,8 @@ mod exec;
 /// Faults and load: signal storms, misbehaving generations, --accept
 /// under 2000 concurrent connections; no fd, zombie or memory leak.
 mod faults;
+/// Unix socket files, privilege drop, socket options (as root).
+mod hygiene;
 /// Inheriting LISTEN_FDS: nesting, matching, --inherited, garbage.
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.

@@ -597,8 +597,62 @@ fn process_group_mode_signals_the_whole_group() {
     );
     g.stderr_line("generation 1 (pid");
     wait_until("the probe to start", || dir.join("report").exists());
+    let grandchild = Report::parse(&std::fs::read_to_string(dir.join("report")).unwrap())
+        .unwrap()
+        .pid;
     kill(g.child.id(), rustix::process::Signal::USR2);
     wait_until("USR2 to reach the grandchild", || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("USR2"))
     });
+    // USR2 killed the shell (the generation): gracewrap stops, and the
+    // shell's child it left behind is stopped too, not orphaned.
+    assert_eq!(g.wait().code(), Some(128 + 12));
+    assert!(
+        !alive(grandchild),
+        "the generation's leftover process outlived gracewrap"
+    );
+}
+
+#[test]
+fn leftover_orphans_are_stopped_before_gracewrap_exits() {
+    let dir = temp_dir("leftovers");
+    let fifo = dir.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut g = Running::spawn(
+        gracewrap([
+            "-s",
+            "-v",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--",
+            probe().to_str().unwrap(),
+            "serve",
+        ])
+        .env("PROBE_SPAWN_ORPHAN", &fifo)
+        .env("PROBE_REPORT", dir.join("report")),
+    );
+    g.stderr_line("generation 1 (pid");
+    let gw = g.child.id();
+    wait_until("the orphan to be re-parented to gracewrap", || {
+        children_of(gw).len() == 2
+    });
+    let orphan = children_of(gw)
+        .into_iter()
+        .find(|&c| {
+            !g.stderr_seen
+                .iter()
+                .any(|l| l.contains(&format!("pid {c})")))
+        })
+        .unwrap();
+    kill(gw, rustix::process::Signal::TERM);
+    let line = g.stderr_line("leftover process");
+    assert!(line.contains(&orphan.to_string()), "{line}");
+    assert_eq!(g.wait().code(), Some(0));
+    assert!(!alive(orphan), "the orphan outlived gracewrap");
 }

@@ -230,6 +230,7 @@ pub struct Report {
     pub pidfdid: String,
     pub sigblk: u64,
     pub sigign: u64,
+    pub capeff: u64,
     pub env: BTreeMap<String, String>,
     pub fds: BTreeMap<i32, Fd>,
 }
@@ -256,6 +257,7 @@ impl Report {
                 "pidfdid" => r.pidfdid = rest.to_string(),
                 "sigblk" => r.sigblk = u64::from_str_radix(rest, 16).ok()?,
                 "sigign" => r.sigign = u64::from_str_radix(rest, 16).ok()?,
+                "capeff" => r.capeff = u64::from_str_radix(rest, 16).ok()?,
                 "env" => {
                     let (k, v) = rest.split_once('=')?;
                     r.env.insert(k.to_string(), v.to_string());
