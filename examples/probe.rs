@@ -319,6 +319,8 @@ fn answer(hold: bool) -> i32 {
 /// - `PROBE_SLOW_MS=N`: take N ms to answer each request;
 /// - `PROBE_SPAWN_ORPHAN=FIFO`: leave an orphan behind that exits once a
 ///   line can be read from FIFO.
+/// - `PROBE_CLOSE_FDS=1`: close the passed sockets, then send READY=1 and
+///   idle until SIGTERM, serving nothing.
 fn serve() {
     let env = |k: &str| std::env::var(k).ok();
     if let Some(code) = env("PROBE_EXIT").and_then(|c| c.parse().ok()) {
@@ -345,6 +347,17 @@ fn serve() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if env("PROBE_CLOSE_FDS").is_some() {
+        for fd in 3..3 + n {
+            // SAFETY: closes fds the probe was handed and never uses again.
+            unsafe { libc::close(fd) };
+        }
+        sd_notify("READY=1");
+        while !draining() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::process::exit(0);
+    }
     let mut threads = Vec::new();
     for fd in 3..3 + n {
         threads.push(std::thread::spawn(move || serve_one(fd)));

@@ -51,6 +51,10 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
                 fd.as_raw_fd()
             );
         }
+    }
+    // Only once all of them passed: O_NONBLOCK is shared with whoever gave
+    // us an inherited listener, so a refused start must not leave it set.
+    for fd in &listeners {
         // The listeners stay in gracewrap (CLOEXEC: no child sees them).
         // Non-blocking, so a connection another process accepted first
         // cannot stall the loop.

@@ -1,10 +1,11 @@
 //! Exec mode: sockets at 3.., the LISTEN_* environment, then execve(2) of
 //! PROGRAM in this very process, so `LISTEN_PID` is simply our pid.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 
@@ -44,14 +45,20 @@ pub fn run(args: Args) -> Result<u8> {
     if args.supervise.is_some() {
         return crate::supervise::run(&args, prepared);
     }
-    if args.inetd && prepared.sockets.len() != 1 {
-        return Err(UsageError(format!(
+    // From here on a failure means PROGRAM never ran: the socket files
+    // bound for it go again, as in the resident modes.
+    let created = prepared.created.clone();
+    let err = if args.inetd && prepared.sockets.len() != 1 {
+        UsageError(format!(
             "--inetd without --accept takes exactly one socket, there are {} (inherited ones count)",
             prepared.sockets.len()
         ))
-        .into());
-    }
-    Err(exec_mode(&args, prepared, target.as_ref()))
+        .into()
+    } else {
+        exec_mode(&args, prepared, target.as_ref())
+    };
+    prepare::remove_created(&created);
+    Err(err)
 }
 
 fn exec_mode(args: &Args, prepared: Prepared, target: Option<&Target>) -> anyhow::Error {
@@ -192,6 +199,25 @@ impl fmt::Display for ExecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = quote(&self.program);
         let searched = !self.program.as_encoded_bytes().contains(&b'/');
+        if self.error.kind() == io::ErrorKind::NotFound {
+            // ENOENT for a file that is there: what is missing is the
+            // interpreter its `#!` line names, or the ELF dynamic loader.
+            // "no such file or directory" alone sends people looking for
+            // PROGRAM itself. (The status stays 127, as bash and env(1).)
+            if let Some(file) = found(&self.program) {
+                return match interpreter(&file) {
+                    Some(interp) => write!(
+                        f,
+                        "cannot execute {name}: its interpreter {} was not found",
+                        quote(&interp)
+                    ),
+                    None => write!(
+                        f,
+                        "cannot execute {name}: a file it needs was not found (its ELF interpreter, the dynamic loader)"
+                    ),
+                };
+            }
+        }
         if self.error.kind() == io::ErrorKind::NotFound && searched {
             return write!(f, "cannot execute {name}: not found in PATH");
         }
@@ -204,6 +230,35 @@ impl fmt::Display for ExecError {
 }
 
 impl std::error::Error for ExecError {}
+
+/// The regular file execvp(3) would have run for `program`: the path
+/// itself if it has a slash, else the first one in PATH (as PROGRAM gets
+/// it: exec mode has applied `--setenv` to our own environment by then).
+fn found(program: &OsStr) -> Option<PathBuf> {
+    let is_file = |p: &Path| p.metadata().is_ok_and(|m| m.is_file());
+    if program.as_encoded_bytes().contains(&b'/') {
+        let p = Path::new(program);
+        return is_file(p).then(|| p.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_file(p))
+}
+
+/// The interpreter named by the `#!` line of `file`, if it has one.
+fn interpreter(file: &Path) -> Option<OsString> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(file).ok()?.read(&mut head).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let interp = line
+        .split(|b| *b == b' ' || *b == b'\t')
+        .find(|w| !w.is_empty())?;
+    Some(OsStr::from_bytes(interp).to_owned())
+}
 
 /// Replaces this process with PROGRAM, searching PATH like execvp(3) (in
 /// the PATH PROGRAM will get, as env(1) does).
@@ -293,5 +348,59 @@ mod env {
         // NULL-terminated array of NUL-terminated strings.
         unsafe { libc::execvp(argv[0].as_ptr(), ptrs.as_ptr()) };
         io::Error::last_os_error()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn message(program: &Path) -> String {
+        ExecError {
+            program: program.as_os_str().to_owned(),
+            error: io::Error::from_raw_os_error(libc::ENOENT),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_missing_interpreter_is_named_not_the_program() {
+        let dir = std::env::temp_dir().join(format!("gracewrap-exec-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("script");
+        std::fs::write(&script, "#!/no/such/interp -x\necho\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let elf = dir.join("elf");
+        std::fs::write(&elf, b"\x7fELF").unwrap();
+        std::fs::set_permissions(&elf, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            message(&script),
+            format!(
+                "cannot execute {}: its interpreter /no/such/interp was not found",
+                script.display()
+            )
+        );
+        assert_eq!(
+            message(&elf),
+            format!(
+                "cannot execute {}: a file it needs was not found (its ELF interpreter, the dynamic loader)",
+                elf.display()
+            )
+        );
+        // Not there at all: the plain messages.
+        let gone = dir.join("gone");
+        assert_eq!(
+            message(&gone),
+            format!(
+                "cannot execute {}: no such file or directory",
+                gone.display()
+            )
+        );
+        assert_eq!(
+            message(Path::new("gracewrap-no-such-program")),
+            "cannot execute gracewrap-no-such-program: not found in PATH"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -58,6 +58,18 @@ pub fn remove_created(created: &[Created]) {
     }
 }
 
+/// The socket files bound so far in this run. Dropped before they are
+/// handed on (an error half-way, a later spec that fails to bind), it
+/// removes them again, so that a failed start leaves the file system as it
+/// found it; see [`remove_created`] for what counts as ours.
+struct Undo(Vec<Created>);
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        remove_created(&self.0);
+    }
+}
+
 fn created(addr: &Addr) -> Option<Created> {
     use std::os::unix::fs::MetadataExt;
     let Addr::Unix {
@@ -179,14 +191,14 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
             inherited: true,
         })
         .collect();
-    let mut made = Vec::new();
+    let mut made = Undo(Vec::new());
     for (spec, choice) in args.listen.iter().zip(choices) {
         let fd = match choice {
             Choice::Inherited(_) | Choice::Named => continue,
             Choice::Take(fd) => fd,
             Choice::Bind => {
                 let fd = sockets::open(&spec.addr, &spec.opts)?;
-                made.extend(created(&spec.addr));
+                made.0.extend(created(&spec.addr));
                 fd
             }
         };
@@ -205,7 +217,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
     }
     Ok(Prepared {
         sockets,
-        created: made,
+        created: std::mem::take(&mut made.0),
         limit,
         ignored: inherited.ignored,
     })
@@ -236,19 +248,68 @@ fn apply_fdnames(sockets: &mut [Socket], names: &[String]) -> Result<()> {
 /// Two specs for the same address would fail with EADDRINUSE half-way;
 /// say so up front. Port 0 may repeat (each gets its own port). Sorting,
 /// not a pairwise scan: a thousand specs must stay cheap.
+///
+/// Specs are compared by what they bind, not by how they are spelled:
+/// `tcp:127.0.0.1:9` and `tcp4:127.0.0.1:9`, `localhost:9` and
+/// `127.0.0.1:9`, `unix:./a.sock` and `unix:/srv/a.sock` (from /srv) are
+/// the same address. Otherwise the second one fails to bind, with a
+/// message that blames "a server" for what is gracewrap's own socket.
 fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
-    let mut addrs: Vec<&Addr> = specs
+    let mut keys: Vec<(Addr, usize)> = specs
         .iter()
-        .filter(|s| !s.wants_free_port() && !matches!(s.addr, Addr::Inherit(_)))
-        .map(|s| &s.addr)
+        .enumerate()
+        .filter(|(_, s)| !s.wants_free_port() && !matches!(s.addr, Addr::Inherit(_)))
+        .map(|(i, s)| (bound_address(&s.addr), i))
         .collect();
-    addrs.sort_unstable();
-    match addrs.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(UsageError(format!(
-            "{} is given twice",
-            String::from_utf8_lossy(&w[0].to_bytes())
-        ))),
-        None => Ok(()),
+    keys.sort_unstable();
+    let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) else {
+        return Ok(());
+    };
+    let text = |i: usize| String::from_utf8_lossy(&specs[i].addr.to_bytes()).into_owned();
+    let (first, second) = (text(w[0].1.min(w[1].1)), text(w[0].1.max(w[1].1)));
+    Err(UsageError(if first == second {
+        format!("{first} is given twice")
+    } else {
+        format!("{first} and {second} are the same address")
+    }))
+}
+
+/// `addr` in one spelling per bind address, for [`check_duplicates`]: a
+/// host decides the family (only an empty host leaves it open: `tcp::p`
+/// is dual-stack `[::]`, `tcp4::p` is `0.0.0.0`, and they only overlap),
+/// `localhost` is its address, a unix path is absolute.
+fn bound_address(addr: &Addr) -> Addr {
+    match addr {
+        Addr::Inet {
+            proto,
+            family,
+            host,
+            port,
+        } => {
+            let (family, host) = match (host, family) {
+                (Host::Unspecified, _) => (*family, Host::Unspecified),
+                (Host::Localhost, Family::V6) => {
+                    (Family::V6, Host::V6(std::net::Ipv6Addr::LOCALHOST, None))
+                }
+                (Host::Localhost, _) => (Family::V4, Host::V4(std::net::Ipv4Addr::LOCALHOST)),
+                (Host::V4(ip), _) => (Family::V4, Host::V4(*ip)),
+                (Host::V6(ip, scope), _) => (Family::V6, Host::V6(*ip, scope.clone())),
+            };
+            Addr::Inet {
+                proto: *proto,
+                family,
+                host,
+                port: *port,
+            }
+        }
+        Addr::Unix {
+            kind,
+            path: UnixPath::File(p),
+        } => Addr::Unix {
+            kind: *kind,
+            path: UnixPath::File(absolute(Path::new(p)).into_os_string()),
+        },
+        other => other.clone(),
     }
 }
 
@@ -398,3 +459,59 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 use std::os::unix::ffi::OsStrExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    fn dup(args: &[&str]) -> Result<(), String> {
+        let specs: Vec<Spec> = args
+            .iter()
+            .map(|a| Spec::parse(OsStr::new(a)).unwrap())
+            .collect();
+        check_duplicates(&specs).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn the_same_address_in_two_spellings_is_a_duplicate() {
+        assert_eq!(
+            dup(&["8080", "tcp::8080"]),
+            Err("tcp::8080 is given twice".into())
+        );
+        assert_eq!(
+            dup(&["tcp:127.0.0.1:9", "tcp4:127.0.0.1:9"]),
+            Err("tcp:127.0.0.1:9 and tcp4:127.0.0.1:9 are the same address".into())
+        );
+        assert_eq!(
+            dup(&["localhost:9", "tcp4:127.0.0.1:9"]),
+            Err("tcp:localhost:9 and tcp4:127.0.0.1:9 are the same address".into())
+        );
+        assert_eq!(
+            dup(&["tcp6:localhost:9", "tcp:[::1]:9"]),
+            Err("tcp6:localhost:9 and tcp:[::1]:9 are the same address".into())
+        );
+        let cwd = std::env::current_dir().unwrap();
+        let abs = format!("unix:{}/x.sock", cwd.display());
+        assert_eq!(
+            dup(&[&abs, "unix:./x.sock"]),
+            Err(format!("{abs} and unix:./x.sock are the same address"))
+        );
+        // Reported in command-line order, whatever the sort did.
+        assert_eq!(
+            dup(&["tcp4:127.0.0.1:9", "@a", "127.0.0.1:9"]),
+            Err("tcp4:127.0.0.1:9 and tcp:127.0.0.1:9 are the same address".into())
+        );
+    }
+
+    #[test]
+    fn overlapping_or_different_addresses_are_not_duplicates() {
+        // Overlaps fail at bind time (documented), port 0 repeats freely,
+        // and the type matters.
+        assert_eq!(dup(&["tcp::80", "tcp4::80", "tcp6::80"]), Ok(()));
+        assert_eq!(dup(&["tcp:127.0.0.1:0", "tcp4:127.0.0.1:0"]), Ok(()));
+        assert_eq!(dup(&["tcp:127.0.0.1:53", "udp:127.0.0.1:53"]), Ok(()));
+        assert_eq!(dup(&["unix:/a", "unixgram:/a", "@a", "unix:/b"]), Ok(()));
+        assert_eq!(dup(&["inherit:x", "inherit:x"]), Ok(()));
+    }
+}

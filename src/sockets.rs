@@ -98,7 +98,19 @@ fn scope_index(scope: &str) -> Result<u32> {
 }
 
 fn open_inet(proto: Proto, family: Family, host: &Host, port: u16, opts: &Opts) -> Result<OwnedFd> {
-    let (mut addr, mut v6only) = resolve(family, host, port, opts)?;
+    // An unknown interface in `[fe80::1%eth9]` fails here: name the spec.
+    let (mut addr, mut v6only) = resolve(family, host, port, opts).map_err(|e| {
+        let spec = Addr::Inet {
+            proto,
+            family,
+            host: host.clone(),
+            port,
+        };
+        anyhow!(
+            "cannot bind {}: {e:#}",
+            String::from_utf8_lossy(&spec.to_bytes())
+        )
+    })?;
     let ty = match proto {
         Proto::Tcp => SocketType::STREAM,
         Proto::Udp => SocketType::DGRAM,

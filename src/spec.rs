@@ -329,14 +329,23 @@ impl Addr {
                     (Proto::Udp, Family::V4) => "udp4",
                     (Proto::Udp, Family::V6) => "udp6",
                 };
-                let host = match host {
-                    Host::Unspecified => String::new(),
-                    Host::Localhost => "localhost".into(),
-                    Host::V4(ip) => ip.to_string(),
-                    Host::V6(ip, None) => format!("[{ip}]"),
-                    Host::V6(ip, Some(scope)) => format!("[{ip}%{scope}]"),
-                };
-                format!("{ty}:{host}:{port}").into_bytes()
+                let mut out = format!("{ty}:").into_bytes();
+                match host {
+                    Host::Unspecified => {}
+                    Host::Localhost => out.extend_from_slice(b"localhost"),
+                    Host::V4(ip) => out.extend_from_slice(ip.to_string().as_bytes()),
+                    Host::V6(ip, None) => out.extend_from_slice(format!("[{ip}]").as_bytes()),
+                    Host::V6(ip, Some(scope)) => {
+                        out.extend_from_slice(format!("[{ip}%").as_bytes());
+                        // The whole address is unescaped when parsed, and
+                        // an interface name may hold '\\' or ',' (Linux
+                        // allows both): escape them as in a unix path.
+                        escape_into(&mut out, scope.as_bytes());
+                        out.push(b']');
+                    }
+                }
+                out.extend_from_slice(format!(":{port}").as_bytes());
+                out
             }
             Addr::Unix { kind, path } => {
                 let mut out = match kind {
@@ -556,6 +565,7 @@ fn parse_bare(text: &[u8]) -> Result<Addr, SpecError> {
 fn parse_inet(proto: Proto, family: Family, text: &[u8]) -> Result<Addr, SpecError> {
     let text =
         std::str::from_utf8(text).map_err(|_| SpecError("address is not valid UTF-8".into()))?;
+    let written = text;
     // systemfd writes `tcp::127.0.0.1:80`; accept its extra ':'.
     let text = match text.strip_prefix(':') {
         Some(rest) if rest.contains(':') || rest.starts_with('[') => rest,
@@ -574,6 +584,13 @@ fn parse_inet(proto: Proto, family: Family, text: &[u8]) -> Result<Addr, SpecErr
             None => (Host::Unspecified, text),
             Some((host, port)) => {
                 if host.contains(':') {
+                    // `tcp:::1:80` lost a ':' to the systemfd spelling
+                    // above: name the address as written if it is one.
+                    let host = written
+                        .rsplit_once(':')
+                        .map(|(h, _)| h)
+                        .filter(|h| h.parse::<Ipv6Addr>().is_ok())
+                        .unwrap_or(host);
                     return err(format!(
                         "IPv6 address '{host}' must be in brackets, e.g. [{host}]:{port}"
                     ));
@@ -1108,10 +1125,41 @@ mod tests {
     fn bad_hosts() {
         fails("tcp:[::1:80", "missing ']'");
         fails("tcp:[::1]80", "expected ':PORT'");
-        fails("tcp:::1:80", "must be in brackets");
+        fails(
+            "tcp:::1:80",
+            "IPv6 address '::1' must be in brackets, e.g. [::1]:80",
+        );
+        fails(
+            "tcp::fe80::1:80",
+            "IPv6 address 'fe80::1' must be in brackets, e.g. [fe80::1]:80",
+        );
         fails("tcp:[1.2.3.4]:80", "not an IPv6 address");
         fails("tcp:1.2.3:80", "not an IP address");
         fails("tcp:[fe80::1%]:80", "empty interface");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/spec.rs): an interface name with
+    /// a backslash or a comma was printed unescaped, so its canonical form
+    /// parsed back to another name (or split off an option).
+    #[test]
+    fn interface_names_with_backslash_or_comma_round_trip() {
+        for (arg, scope) in [
+            (r"p4294=[fe8::01%\z[n::\\\\-h\0]:509", r"\z[n::\\-h\0"),
+            (r"x=[fe8::01%\\z[n::\\\\-h\\0]:509", r"\z[n::\\-h\0"),
+            (r"tcp:[fe80::1%a\,b]:80", "a,b"),
+            (r"tcp:[fe80::1%a\\b]:80", r"a\b"),
+        ] {
+            let spec = ok(arg);
+            assert!(
+                matches!(&spec.addr, Addr::Inet { host: Host::V6(_, Some(s)), .. } if s == scope),
+                "{arg}: {spec:?}"
+            );
+            assert_eq!(Spec::parse(&spec.to_os_string()), Ok(spec), "{arg}");
+        }
+        assert_eq!(
+            canonical(r"tcp:[fe80::1%a\,b]:80"),
+            r"tcp:[fe80::1%a\,b]:80"
+        );
     }
 
     #[test]
@@ -1437,7 +1485,10 @@ mod props {
 
     fn arb_host(family: Family) -> BoxedStrategy<Host> {
         let v4 = any::<[u8; 4]>().prop_map(|o| Host::V4(Ipv4Addr::from(o)));
-        let v6 = (any::<[u8; 16]>(), proptest::option::of("[a-z0-9]{1,8}"))
+        let v6 = (
+            any::<[u8; 16]>(),
+            proptest::option::of("[a-z0-9\\\\,:\\[]{1,8}"),
+        )
             .prop_map(|(o, scope)| Host::V6(Ipv6Addr::from(o), scope));
         let common = prop_oneof![Just(Host::Unspecified), Just(Host::Localhost)];
         match family {

@@ -1,6 +1,6 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::os::unix::fs::{FileTypeExt, symlink};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::process::Command;
 
@@ -442,20 +442,6 @@ fn a_thousand_sockets_under_a_soft_nofile_limit_of_1024() {
 }
 
 #[test]
-fn too_low_a_hard_nofile_limit_is_a_clear_error() {
-    let mut script = format!("ulimit -n 50 && exec {}", sh_quote(&[gracewrap_path()]));
-    for _ in 0..100 {
-        script.push_str(" -l tcp:127.0.0.1:0");
-    }
-    script.push_str(" -- true");
-    run(Command::new("sh").args(["-c", &script]))
-        .expect_code(125)
-        .expect_stderr(
-            "gracewrap: 100 sockets need 104 file descriptors, but RLIMIT_NOFILE allows only 50",
-        );
-}
-
-#[test]
 fn fd_spec_passes_an_inherited_socket_on_without_rebinding() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -490,19 +476,6 @@ fn fd_spec_on_stdin_duplicates_and_keeps_stdin() {
     r.assert_protocol(&["unknown"]);
     assert_eq!(r.fd(3).inet(), addr);
     assert_eq!(r.fd(0).inet(), addr, "stdin stays");
-}
-
-#[test]
-fn fd_spec_errors_name_the_fd() {
-    run(&mut gracewrap(["-l", "fd:9", "--", "true"]))
-        .expect_code(125)
-        .expect_stderr("gracewrap: fd:9: fd 9 is not open");
-    let file = std::fs::File::open("/dev/null").unwrap();
-    let mut cmd = gracewrap(["-l", "fd:8", "--", "true"]);
-    with_fd_at(&mut cmd, &file, 8);
-    run(&mut cmd)
-        .expect_code(125)
-        .expect_stderr("gracewrap: fd:8: fd 8 is not a socket");
 }
 
 #[test]
@@ -608,87 +581,6 @@ fn program_found_through_path() {
 }
 
 #[test]
-fn exit_127_when_program_is_not_found() {
-    run(&mut gracewrap([
-        "-l",
-        &quiet_spec(),
-        "--",
-        "no-such-program-gracewrap",
-    ]))
-    .expect_code(127)
-    .expect_stderr("gracewrap: cannot execute no-such-program-gracewrap: not found in PATH");
-    run(&mut gracewrap([
-        "-l",
-        &quiet_spec(),
-        "--",
-        "/no/such/program",
-    ]))
-    .expect_code(127)
-    .expect_stderr("gracewrap: cannot execute /no/such/program: no such file or directory");
-}
-
-#[test]
-fn exit_126_when_program_is_not_executable() {
-    let dir = temp_dir("noexec");
-    let file = dir.join("script");
-    std::fs::write(&file, "#!/bin/sh\n").unwrap();
-    let file = file.to_str().unwrap();
-    run(&mut gracewrap(["-l", &quiet_spec(), "--", file]))
-        .expect_code(126)
-        .expect_stderr(&format!(
-            "gracewrap: cannot execute {file}: permission denied"
-        ));
-    let d = dir.to_str().unwrap();
-    run(&mut gracewrap(["-l", &quiet_spec(), "--", d]))
-        .expect_code(126)
-        .expect_stderr(&format!("gracewrap: cannot execute {d}: is a directory"));
-}
-
-#[test]
-fn exit_125_when_the_address_is_in_use() {
-    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = busy.local_addr().unwrap();
-    run(&mut gracewrap(["-l", &format!("tcp:{addr}"), "--", "true"]))
-        .expect_code(125)
-        .expect_stderr(&format!(
-            "gracewrap: cannot bind tcp:{addr}: address already in use"
-        ));
-}
-
-#[test]
-fn exit_125_when_the_address_is_not_local() {
-    // 192.0.2.0/24 is TEST-NET-1: never assigned to this machine.
-    run(&mut gracewrap(["-l", "tcp:192.0.2.1:80", "--", "true"]))
-        .expect_code(125)
-        .expect_stderr("gracewrap: cannot bind tcp:192.0.2.1:80: cannot assign requested address");
-}
-
-#[test]
-fn exit_125_when_binding_a_privileged_port_unprivileged() {
-    if !Command::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        panic!("setpriv (util-linux) is needed for this test");
-    }
-    let out = run(Command::new("setpriv").args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        gracewrap_path(),
-        "-l",
-        "tcp:127.0.0.1:81",
-        "--",
-        "true",
-    ]));
-    out.expect_code(125)
-        .expect_stderr("gracewrap: cannot bind tcp:127.0.0.1:81: permission denied");
-}
-
-#[test]
 fn stale_unix_socket_is_replaced() {
     let dir = temp_dir("stale");
     let path = dir.join("stale.sock");
@@ -724,70 +616,38 @@ fn live_unix_socket_is_address_in_use_and_stays() {
         ));
 }
 
-/// Nothing the user owns is deleted: a regular file, a directory or a
-/// symlink at the socket path is an error, and stays exactly as it was.
+/// A start that fails after binding (a later spec, a usage error found
+/// once the sockets exist, PROGRAM missing) removes the socket files it
+/// bound, and only those: PROGRAM never ran to own them.
 #[test]
-fn non_socket_files_at_the_path_are_never_deleted() {
-    let dir = temp_dir("never-delete");
-    let file = dir.join("file");
-    std::fs::write(&file, "precious").unwrap();
-    let sub = dir.join("dir");
-    std::fs::create_dir(&sub).unwrap();
-    std::fs::write(sub.join("inside"), "x").unwrap();
-    let link = dir.join("link");
-    symlink(&file, &link).unwrap();
-    let dangling = dir.join("dangling");
-    symlink(dir.join("nowhere"), &dangling).unwrap();
-    for (path, what) in [
-        (&file, "a regular file"),
-        (&sub, "a directory"),
-        (&link, "a symbolic link"),
-        (&dangling, "a symbolic link"),
-    ] {
-        let spec = format!("unix:{}", path.display());
-        run(&mut gracewrap(["-l", &spec, "--", "true"]))
-            .expect_code(125)
-            .expect_stderr(&format!(
-                "gracewrap: cannot bind {spec}: the path exists and is {what}; gracewrap only replaces stale sockets"
-            ));
+fn a_failed_start_removes_the_socket_files_it_bound() {
+    let dir = temp_dir("failed-start");
+    let ours = dir.join("ours.sock");
+    let spec = format!("unix:{}", ours.display());
+    let cases: &[(&[&str], i32)] = &[
+        (
+            &["-l", &spec, "-l", "unix:/nonexistent-dir/x.sock", "true"],
+            125,
+        ),
+        (&["--fdname", "a:b", "-l", &spec, "true"], 2),
+        (&["-l", &spec, "--", "no-such-program-gracewrap"], 127),
+        (&["-s", "-l", &spec, "--", "no-such-program-gracewrap"], 127),
+    ];
+    for (args, code) in cases {
+        let out = run(&mut gracewrap(*args));
+        out.expect_code(*code);
+        assert!(
+            !ours.exists(),
+            "{args:?} left {} behind\n{out}",
+            ours.display()
+        );
     }
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
-    assert_eq!(std::fs::read_to_string(sub.join("inside")).unwrap(), "x");
-    assert_eq!(std::fs::read_link(&link).unwrap(), file);
-    assert!(
-        std::fs::symlink_metadata(&dangling)
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
-    assert!(!dir.join("nowhere").exists());
-}
-
-#[test]
-fn abstract_name_in_use_is_an_error() {
-    let name = format!("gracewrap-busy-{}", std::process::id());
-    let _busy = {
-        use std::os::linux::net::SocketAddrExt;
-        let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
-        UnixListener::bind_addr(&a).unwrap()
-    };
-    run(&mut gracewrap(["-l", &format!("@{name}"), "--", "true"]))
-        .expect_code(125)
-        .expect_stderr(&format!(
-            "gracewrap: cannot bind unix:@{name}: address already in use (an abstract name is never stale: another process holds it)"
-        ));
-}
-
-#[test]
-fn missing_parent_directory_is_a_clear_error() {
-    run(&mut gracewrap([
-        "-l",
-        "unix:/nonexistent-dir/x.sock",
-        "--",
-        "true",
-    ]))
-    .expect_code(125)
-    .expect_stderr(
-        "gracewrap: cannot bind unix:/nonexistent-dir/x.sock: no such file or directory",
-    );
+    // What was there before and is not ours stays: a live socket that
+    // made the start fail.
+    let theirs = dir.join("theirs.sock");
+    let _live = UnixListener::bind(&theirs).unwrap();
+    let tspec = format!("unix:{}", theirs.display());
+    run(&mut gracewrap(["-l", &spec, "-l", &tspec, "true"])).expect_code(125);
+    assert!(!ours.exists());
+    std::os::unix::net::UnixStream::connect(&theirs).expect("their socket still serves");
 }

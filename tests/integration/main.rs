@@ -11,12 +11,17 @@ mod cli;
 mod compat;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
+/// Faults and load: signal storms, misbehaving generations, --accept
+/// under 2000 concurrent connections; no fd, zombie or memory leak.
+mod faults;
 /// Unix socket files, privilege drop, socket options (as root).
 mod hygiene;
 /// Inheriting LISTEN_FDS: nesting, matching, --inherited, garbage.
 mod inherit;
 /// Consumers written by others: Python's socket.fromfd, libsystemd.
 mod interop;
+/// The bad-input matrix: every row of docs/bad-input.md.
+mod matrix;
 /// Property tests of fd placement against the real binary.
 mod props;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.

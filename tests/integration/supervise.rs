@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::util::*;
 
 /// A deployable "binary": a script that runs the probe with `env`.
-fn write_app(path: &Path, env: &str) {
+pub(crate) fn write_app(path: &Path, env: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(
         &tmp,
@@ -25,7 +25,7 @@ fn write_app(path: &Path, env: &str) {
 }
 
 /// `pid P fd N [tag T]` from one request; None if it failed.
-fn ask(addr: &str) -> Option<(u32, String)> {
+pub(crate) fn ask(addr: &str) -> Option<(u32, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(DEADLINE)).ok()?;
     s.write_all(b"x").ok()?;
@@ -41,7 +41,7 @@ fn ask(addr: &str) -> Option<(u32, String)> {
     Some((pid, tag))
 }
 
-fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         !s.rsplit(')')
             .next()
@@ -51,21 +51,21 @@ fn alive(pid: u32) -> bool {
     })
 }
 
-fn kill(pid: u32, sig: rustix::process::Signal) {
+pub(crate) fn kill(pid: u32, sig: rustix::process::Signal) {
     rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), sig)
         .unwrap();
 }
 
-struct Sup {
-    g: Running,
-    addr: String,
-    dir: PathBuf,
-    app: PathBuf,
+pub(crate) struct Sup {
+    pub(crate) g: Running,
+    pub(crate) addr: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) app: PathBuf,
 }
 
 impl Sup {
     /// `gracewrap -s -v ARGS -l tcp:127.0.0.1:0 -- DIR/app` with app v1.
-    fn start(name: &str, args: &[&str], v1_env: &str) -> Sup {
+    pub(crate) fn start(name: &str, args: &[&str], v1_env: &str) -> Sup {
         let dir = temp_dir(name);
         let app = dir.join("app");
         write_app(&app, &format!("PROBE_TAG=v1 {v1_env}"));
@@ -80,16 +80,16 @@ impl Sup {
         Sup { g, addr, dir, app }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.g.child.id()
     }
 
-    fn signal(&self, sig: rustix::process::Signal) {
+    pub(crate) fn signal(&self, sig: rustix::process::Signal) {
         kill(self.pid(), sig);
     }
 
     /// Waits for "generation N (pid P) is ready..." and returns P.
-    fn ready(&mut self, n: u32) -> u32 {
+    pub(crate) fn ready(&mut self, n: u32) -> u32 {
         let line = self.g.stderr_line(&format!("generation {n} (pid"));
         if line.contains(&format!("generation {n} (pid")) && line.contains("is ready") {
             return pid_in(&line, n);
@@ -100,7 +100,7 @@ impl Sup {
     }
 }
 
-fn pid_in(line: &str, n: u32) -> u32 {
+pub(crate) fn pid_in(line: &str, n: u32) -> u32 {
     let key = format!("generation {n} (pid ");
     let rest = &line[line.find(&key).unwrap() + key.len()..];
     rest[..rest.find(')').unwrap()].parse().unwrap()
@@ -574,7 +574,7 @@ fn orphans_are_reaped_outside_pid_1_too() {
 }
 
 /// Children of `pid`, zombies included.
-fn children_of(pid: u32) -> Vec<u32> {
+pub(crate) fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {

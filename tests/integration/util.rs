@@ -380,6 +380,25 @@ impl Running {
         rest.split(" (").next().unwrap().to_string()
     }
 
+    /// Every stderr line not read yet, up to the end of stderr (the
+    /// process exited and closed it); fails after [`DEADLINE`].
+    #[track_caller]
+    pub fn rest_of_stderr(&mut self) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr_seen.push(line.clone());
+                    out.push(line);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return out,
+                Err(_) => panic!("stderr still open; saw {:?}", self.stderr_seen),
+            }
+        }
+    }
+
     /// Waits for exit; kills on timeout and fails.
     #[track_caller]
     pub fn wait(&mut self) -> ExitStatus {
