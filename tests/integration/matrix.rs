@@ -1021,13 +1021,99 @@ const ROWS: &[Row] = &[
         code: 125,
         after: After::Untouched,
     },
+    Row {
+        id: "user-unknown",
+        args: &[
+            "--user",
+            "no-such-user-gw",
+            "-l",
+            "unix:{dir}/s.sock",
+            "true",
+        ],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: --user no-such-user-gw: no such user in /etc/passwd",
+        code: 125,
+        after: After::Untouched,
+    },
+    Row {
+        id: "group-unknown",
+        args: &[
+            "--user",
+            "nobody:no-such-group-gw",
+            "-l",
+            "unix:{dir}/s.sock",
+            "true",
+        ],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: --group no-such-group-gw: no such group in /etc/group",
+        code: 125,
+        after: After::Untouched,
+    },
+    Row {
+        id: "user-and-group-twice",
+        args: &[
+            "--user",
+            "nobody:daemon",
+            "--group",
+            "daemon",
+            "-l",
+            "{q}",
+            "true",
+        ],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: give the group either as --user USER:GROUP or with --group, not both",
+        code: 125,
+        after: After::Untouched,
+    },
+    Row {
+        id: "chdir-missing",
+        args: &[
+            "--chdir",
+            "{dir}/nowhere",
+            "-l",
+            "unix:{dir}/s.sock",
+            "true",
+        ],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: cannot change directory to {dir}/nowhere: no such file or directory",
+        code: 125,
+        after: After::Untouched,
+    },
+    Row {
+        id: "socket-owner-unknown",
+        args: &["-l", "unix:{dir}/s.sock,owner=no-such-user-gw", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: cannot bind unix:{dir}/s.sock: owner=no-such-user-gw: no such user in /etc/passwd",
+        code: 125,
+        after: After::Untouched,
+    },
+    Row {
+        id: "socket-mode-too-wide",
+        args: &["-l", "unix:{dir}/s.sock,mode=4755", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --listen unix:{dir}/s.sock,mode=4755: mode '4755' is not an octal mode from 0 to 0777",
+        code: 2,
+        after: After::Untouched,
+    },
+    Row {
+        id: "socket-option-wrong-type",
+        args: &["-l", "udp:127.0.0.1:0,nodelay", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --listen udp:127.0.0.1:0,nodelay: nodelay applies only to tcp sockets",
+        code: 2,
+        after: After::Untouched,
+    },
 ];
 
 /// Rows of docs/bad-input.md without a test yet, with the reason.
-const PENDING: &[(&str, &str)] = &[(
-    "user-unknown",
-    "pending --user (being added on another branch)",
-)];
+const PENDING: &[(&str, &str)] = &[];
 
 /// The environment variable every run gets, to see it pass through.
 const SENTINEL: (&str, &str) = ("GRACEWRAP_MATRIX_SENTINEL", "kept");
