@@ -112,17 +112,32 @@ impl std::fmt::Debug for Watch {
 
 impl Watch {
     pub fn new(signals: &[i32]) -> std::io::Result<Watch> {
+        use std::os::fd::{AsRawFd, IntoRawFd};
         let (read, write) = std::os::unix::net::UnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
+        // One write end shared by every handler (signal-hook's pipe helper
+        // takes an fd of its own per signal: 16 fds for nothing). It is
+        // never closed: handlers may run until the process ends.
+        let wake = write.into_raw_fd();
         let mut flags = Vec::with_capacity(signals.len());
         for &sig in signals {
             let flag = std::sync::Arc::new(AtomicBool::new(false));
-            // Flag first, then the wake-up: whoever wakes sees the flag.
-            signal_hook::flag::register(sig, std::sync::Arc::clone(&flag))?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
+            let mine = std::sync::Arc::clone(&flag);
+            let handler = move || {
+                // Flag first, then the wake-up: whoever wakes sees the flag.
+                mine.store(true, Ordering::SeqCst);
+                // SAFETY: write(2) is async-signal-safe; `wake` stays open
+                // for the life of the process. A full buffer (EAGAIN)
+                // already means a wake-up is pending.
+                unsafe { libc::write(wake, b"x".as_ptr().cast(), 1) };
+            };
+            // SAFETY: the handler only stores to an atomic and calls
+            // write(2), both async-signal-safe; it allocates nothing.
+            unsafe { signal_hook::low_level::register(sig, handler) }?;
             flags.push((sig, flag));
         }
+        debug_assert!(read.as_raw_fd() != wake);
         Ok(Watch { read, flags })
     }
 

@@ -607,6 +607,14 @@ fn parse_inet(proto: Proto, family: Family, text: &[u8]) -> Result<Addr, SpecErr
         (Host::V4(_), Family::V6) => {
             return err(format!("{}6 needs an IPv6 address", proto_name(proto)));
         }
+        // An IPv6-only socket cannot bind an IPv4-mapped address (EINVAL).
+        (Host::V6(ip, _), Family::V6) if ip.to_ipv4_mapped().is_some() => {
+            return err(format!(
+                "{p}6 is IPv6 only, and [{ip}] is an IPv4-mapped address; use {p}4:{} or {p}:",
+                ip.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED),
+                p = proto_name(proto)
+            ));
+        }
         _ => {}
     }
     Ok(Addr::Inet {
@@ -968,6 +976,12 @@ fn parse_opts(addr: &Addr, texts: &[&[u8]]) -> Result<Opts, SpecError> {
                         );
                     }
                     Addr::Inet {
+                        host: Host::V6(ip, _),
+                        ..
+                    } if mode == V6Mode::V6Only && ip.to_ipv4_mapped().is_some() => {
+                        return err(format!("v6only contradicts [{ip}], an IPv4-mapped address"));
+                    }
+                    Addr::Inet {
                         family: Family::V6 | Family::Any,
                         host: Host::Unspecified | Host::V6(..),
                         ..
@@ -1136,6 +1150,15 @@ mod tests {
         fails("tcp:[1.2.3.4]:80", "not an IPv6 address");
         fails("tcp:1.2.3:80", "not an IP address");
         fails("tcp:[fe80::1%]:80", "empty interface");
+        fails(
+            "tcp6:[::ffff:127.0.0.1]:0",
+            "tcp6 is IPv6 only, and [::ffff:127.0.0.1] is an IPv4-mapped address; use tcp4:127.0.0.1 or tcp:",
+        );
+        fails(
+            "tcp:[::ffff:127.0.0.1]:0,v6only",
+            "v6only contradicts [::ffff:127.0.0.1]",
+        );
+        ok("tcp:[::ffff:127.0.0.1]:0");
     }
 
     /// Found by fuzzing (fuzz/fuzz_targets/spec.rs): an interface name with
