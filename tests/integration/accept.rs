@@ -10,24 +10,8 @@ fn p() -> String {
     probe().to_str().unwrap().to_string()
 }
 
-/// Children of `pid` (from /proc; zombies included).
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    out
-}
-
 fn zombies_of(pid: u32) -> usize {
-    children(pid)
+    children_of(pid)
         .into_iter()
         .filter(|c| {
             std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|s| {
@@ -57,15 +41,7 @@ fn each_connection_gets_its_own_program_with_listen_pid_and_no_zombie_stays() {
         &p(),
         "answer",
     ]));
-    let addr = g.stderr_line("accepting on ");
-    let addr = addr
-        .split("accepting on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = g.accepting_addr();
     let threads: Vec<_> = (0..200)
         .map(|_| {
             let addr = addr.clone();
@@ -83,7 +59,7 @@ fn each_connection_gets_its_own_program_with_listen_pid_and_no_zombie_stays() {
     }
     assert_eq!(pids.len(), 200, "one process per connection");
     let gpid = g.child.id();
-    wait_until("all children reaped", || children(gpid).is_empty());
+    wait_until("all children reaped", || children_of(gpid).is_empty());
     assert_eq!(zombies_of(gpid), 0);
     // SIGTERM: clean stop, exit 0.
     rustix::process::kill_process(
@@ -107,15 +83,7 @@ fn max_connections_caps_concurrent_children_and_the_rest_wait() {
         &p(),
         "hold",
     ]));
-    let addr = g.stderr_line("accepting on ");
-    let addr = addr
-        .split("accepting on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = g.accepting_addr();
     let gpid = g.child.id();
     let mut a = TcpStream::connect(&addr).unwrap();
     let mut b = TcpStream::connect(&addr).unwrap();
@@ -130,13 +98,13 @@ fn max_connections_caps_concurrent_children_and_the_rest_wait() {
         early.is_err(),
         "third connection served above the cap: {early:?}"
     );
-    assert_eq!(children(gpid).len(), 2);
+    assert_eq!(children_of(gpid).len(), 2);
     drop(a); // the first child sees EOF and exits
     assert!(
         read_line(&mut c).starts_with("pid "),
         "served once a slot is free"
     );
-    assert!(children(gpid).len() <= 2);
+    assert!(children_of(gpid).len() <= 2);
     drop((b, c));
 }
 
@@ -151,15 +119,7 @@ fn inetd_with_accept_runs_an_echo_per_connection_on_stdin_and_stdout() {
         "--",
         "cat",
     ]));
-    let addr = g.stderr_line("accepting on ");
-    let addr = addr
-        .split("accepting on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = g.accepting_addr();
     for word in ["hello", "world"] {
         let mut s = TcpStream::connect(&addr).unwrap();
         s.write_all(format!("{word}\n").as_bytes()).unwrap();
@@ -181,15 +141,7 @@ fn children_get_sigterm_when_gracewrap_dies() {
         &p(),
         "hold",
     ]));
-    let addr = g.stderr_line("accepting on ");
-    let addr = addr
-        .split("accepting on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = g.accepting_addr();
     let mut s = TcpStream::connect(&addr).unwrap();
     let line = read_line(&mut s);
     let child: i32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -238,15 +190,7 @@ fn accept_takes_one_fdname() {
         probe().to_str().unwrap(),
         "answer",
     ]));
-    let addr = g.stderr_line("accepting on ");
-    let addr = addr
-        .split("accepting on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = g.accepting_addr();
     let line = read_line(&mut TcpStream::connect(&addr).unwrap());
     assert!(line.ends_with(" names conn\n"), "{line}");
 }

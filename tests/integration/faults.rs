@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
-use crate::supervise::{Sup, alive, ask, children_of, kill, pid_in, write_app};
+use crate::supervise::{Sup, alive, ask, kill, pid_in, write_app};
 use crate::util::*;
 
 /// Open fds of `pid`.
@@ -404,12 +404,7 @@ fn accept_mode_under_2000_concurrent_connections_keeps_its_cap_and_leaks_nothing
         probe().to_str().unwrap(),
         "hold",
     ]));
-    let line = g.stderr_line("accepting on ");
-    let addr = line["gracewrap: accepting on ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .to_string();
+    let addr = g.accepting_addr();
     let gw = g.child.id();
     let fds0 = fd_count(gw);
 

@@ -308,14 +308,7 @@ fn resident_modes_drop_privileges_in_the_children_only() {
         "id",
         "-u",
     ]));
-    let line = g.stderr_line("accepting on ");
-    let addr = line
-        .split("accepting on ")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap();
+    let addr = g.accepting_addr();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     let mut out = String::new();
     std::io::Read::read_to_string(&mut s, &mut out).unwrap();

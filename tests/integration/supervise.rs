@@ -573,22 +573,6 @@ fn orphans_are_reaped_outside_pid_1_too() {
     wait_until("the orphan to be reaped", || children_of(gw).len() == 1);
 }
 
-/// Children of `pid`, zombies included.
-pub(crate) fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    out
-}
-
 fn wait_for_child(pid: u32) -> u32 {
     let mut child = 0;
     wait_until("unshare's child", || {

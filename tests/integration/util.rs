@@ -170,6 +170,22 @@ pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
     );
 }
 
+/// Children of `pid` (from /proc), zombies included.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
 /// A spec that binds without printing anything and without colliding with
 /// other tests: a fresh abstract unix socket name.
 pub fn quiet_spec() -> String {
@@ -370,6 +386,14 @@ impl Running {
                 Err(_) => panic!("no stderr line with {needle:?}; saw {:?}", self.stderr_seen),
             }
         }
+    }
+
+    /// The address of the next `accepting on ADDR (fd N)` line.
+    #[track_caller]
+    pub fn accepting_addr(&mut self) -> String {
+        let line = self.stderr_line("accepting on ");
+        let rest = line.split("accepting on ").nth(1).unwrap();
+        rest.split(" (").next().unwrap().to_string()
     }
 
     /// The address of the next `listening on ADDR (fd N...)` line.
