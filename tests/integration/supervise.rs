@@ -539,10 +539,9 @@ fn as_pid_1_orphans_are_reaped_and_signal_deaths_give_128_plus() {
     assert_eq!(g.wait().code(), Some(128 + 10), "{:?}", g.stderr_seen);
 }
 
-/// Outside a PID namespace gracewrap is a child subreaper: same duty.
-#[test]
-fn orphans_are_reaped_outside_pid_1_too() {
-    let dir = temp_dir("subreaper");
+/// `gracewrap -s` whose generation leaves an orphan (a `read` of the
+/// returned fifo) behind; returns once the orphan is gracewrap's child.
+fn supervise_an_orphan_maker(dir: &Path) -> (Running, PathBuf) {
     let fifo = dir.join("fifo");
     assert!(
         Command::new("mkfifo")
@@ -569,6 +568,15 @@ fn orphans_are_reaped_outside_pid_1_too() {
     wait_until("the orphan to be re-parented to gracewrap", || {
         children_of(gw).len() == 2
     });
+    (g, fifo)
+}
+
+/// Outside a PID namespace gracewrap is a child subreaper: same duty.
+#[test]
+fn orphans_are_reaped_outside_pid_1_too() {
+    let dir = temp_dir("subreaper");
+    let (g, fifo) = supervise_an_orphan_maker(&dir);
+    let gw = g.child.id();
     std::fs::write(&fifo, "go\n").unwrap();
     wait_until("the orphan to be reaped", || children_of(gw).len() == 1);
 }
@@ -634,32 +642,8 @@ fn process_group_mode_signals_the_whole_group() {
 #[test]
 fn leftover_orphans_are_stopped_before_gracewrap_exits() {
     let dir = temp_dir("leftovers");
-    let fifo = dir.join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut g = Running::spawn(
-        gracewrap([
-            "-s",
-            "-v",
-            "-l",
-            "tcp:127.0.0.1:0",
-            "--",
-            probe().to_str().unwrap(),
-            "serve",
-        ])
-        .env("PROBE_SPAWN_ORPHAN", &fifo)
-        .env("PROBE_REPORT", dir.join("report")),
-    );
-    g.stderr_line("generation 1 (pid");
+    let (mut g, _fifo) = supervise_an_orphan_maker(&dir);
     let gw = g.child.id();
-    wait_until("the orphan to be re-parented to gracewrap", || {
-        children_of(gw).len() == 2
-    });
     let orphan = children_of(gw)
         .into_iter()
         .find(|&c| {
