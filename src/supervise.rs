@@ -308,6 +308,10 @@ impl Supervisor<'_> {
         if self.shutting_down {
             return;
         }
+        if self.args.verbose {
+            // Here, not at the signal, so that a queued restart says so too.
+            say(format_args!("restarting"));
+        }
         self.up(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}",
             notify::monotonic_usec()
@@ -420,9 +424,6 @@ impl Supervisor<'_> {
             }
             self.pending_restart = true;
             return;
-        }
-        if self.args.verbose {
-            say(format_args!("restarting"));
         }
         self.start_restart();
     }
