@@ -5,7 +5,8 @@
 #   self        a program that binds its own sockets and exits (no wrapper)
 #   yardstick   a minimal static C exec wrapper: bind, dup2 to 3.., setenv,
 #               execvp (benches/yardstick.c) - the floor for any exec wrapper
-#   gracewrap   the static build (-C target-feature=+crt-static)
+#   gracewrap   the static build (-C target-feature=+crt-static
+#               -C relocation-model=static, as the README builds it)
 #   gracewrap   the default (dynamically linked) release build
 #   systemd-socket-activate   (waits for a first connection: the driver
 #               connects to trigger it, and that connect is counted)
@@ -30,7 +31,7 @@ mkdir -p "$out"
 
 echo "building..." >&2
 cargo build --quiet --release
-RUSTFLAGS="-C target-feature=+crt-static" \
+RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
 	cargo build --quiet --release --target x86_64-unknown-linux-gnu --target-dir target/static
 dyn=$PWD/target/release/gracewrap
 static=$PWD/target/static/x86_64-unknown-linux-gnu/release/gracewrap

@@ -11,6 +11,7 @@
 //! 4. inherited sockets nobody asked for are passed on, or closed with
 //!    `--inherited=drop` (gracenet's "never closes unused listeners" bug).
 
+use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +32,8 @@ pub const DEFAULT_NAME: &str = "unknown";
 #[derive(Debug)]
 pub struct Socket {
     pub fd: OwnedFd,
-    pub name: String,
+    /// Borrowed for the default name: no allocation per unnamed socket.
+    pub name: Cow<'static, str>,
     pub inherited: bool,
 }
 
@@ -187,7 +189,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         .filter(|(_, requested)| *requested || args.inherited == Policy::Pass)
         .map(|(f, _)| Socket {
             fd: f.fd,
-            name: f.name,
+            name: Cow::Owned(f.name),
             inherited: true,
         })
         .collect();
@@ -207,7 +209,7 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
             name: spec
                 .name
                 .clone()
-                .unwrap_or_else(|| DEFAULT_NAME.to_string()),
+                .map_or(Cow::Borrowed(DEFAULT_NAME), Cow::Owned),
             inherited: false,
         });
     }
@@ -228,10 +230,12 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
 /// that libsystemd then refuses.)
 fn apply_fdnames(sockets: &mut [Socket], names: &[String]) -> Result<()> {
     match names.len() {
-        1 => sockets.iter_mut().for_each(|s| s.name = names[0].clone()),
+        1 => sockets
+            .iter_mut()
+            .for_each(|s| s.name = Cow::Owned(names[0].clone())),
         n if n == sockets.len() => {
             for (s, name) in sockets.iter_mut().zip(names) {
-                s.name = name.clone();
+                s.name = Cow::Owned(name.clone());
             }
         }
         n => {
