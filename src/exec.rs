@@ -19,8 +19,8 @@ use crate::spec::Spec;
 use crate::user::Target;
 
 /// Runs PROGRAM with the sockets: exec mode (possibly `--lazy` or
-/// `--inetd`), or `--accept` mode. Returns the exit status for the resident
-/// mode; exec mode returns only on failure.
+/// `--inetd`), or the resident `--accept` and `--supervise` modes, which
+/// return their exit status; exec mode returns only on failure.
 pub fn run(args: Args) -> Result<u8> {
     // Resolved before anything is bound: an unknown user leaves no trace.
     let target = match (&args.user, &args.group) {
