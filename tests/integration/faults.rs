@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
-use crate::supervise::{Sup, alive, ask, kill, pid_in, write_app};
+use crate::supervise::{Clients, Sup, alive, ask, kill, pid_in, write_app};
 use crate::util::*;
 
 /// Open fds of `pid`.
@@ -58,61 +58,6 @@ fn signal_pending(pid: u32, sig: i32) -> bool {
                 .or_else(|| l.strip_prefix("ShdPnd:\t"))
         })
         .any(|mask| u64::from_str_radix(mask.trim(), 16).unwrap_or(0) & (1 << (sig - 1)) != 0)
-}
-
-/// Clients asking the supervisor's address in a loop until stopped.
-struct Clients {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Clients {
-    fn start(addr: &str, n: usize) -> Clients {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let threads = (0..n)
-            .map(|_| {
-                let (addr, stop, ok, failed) =
-                    (addr.to_string(), stop.clone(), ok.clone(), failed.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::SeqCst) {
-                        match ask(&addr) {
-                            Some(_) => ok.fetch_add(1, Ordering::SeqCst),
-                            None => failed.fetch_add(1, Ordering::SeqCst),
-                        };
-                    }
-                })
-            })
-            .collect();
-        let c = Clients {
-            stop,
-            ok,
-            failed,
-            threads,
-        };
-        c.wait_for_more(50);
-        c
-    }
-
-    #[track_caller]
-    fn wait_for_more(&self, n: usize) {
-        let base = self.ok.load(Ordering::SeqCst);
-        wait_until(&format!("{n} more answered requests"), || {
-            self.ok.load(Ordering::SeqCst) >= base + n
-        });
-    }
-
-    /// Stops them; returns (ok, failed).
-    fn finish(self) -> (usize, usize) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.threads.into_iter().for_each(|t| t.join().unwrap());
-        (
-            self.ok.load(Ordering::SeqCst),
-            self.failed.load(Ordering::SeqCst),
-        )
-    }
 }
 
 /// Waits until the supervisor has exactly one child, sleeps in poll(2)

@@ -106,6 +106,61 @@ pub(crate) fn pid_in(line: &str, n: u32) -> u32 {
     rest[..rest.find(')').unwrap()].parse().unwrap()
 }
 
+/// Clients asking the supervisor's address in a loop until stopped.
+pub(crate) struct Clients {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Clients {
+    pub(crate) fn start(addr: &str, n: usize) -> Clients {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads = (0..n)
+            .map(|_| {
+                let (addr, stop, ok, failed) =
+                    (addr.to_string(), stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        match ask(&addr) {
+                            Some(_) => ok.fetch_add(1, Ordering::SeqCst),
+                            None => failed.fetch_add(1, Ordering::SeqCst),
+                        };
+                    }
+                })
+            })
+            .collect();
+        let c = Clients {
+            stop,
+            ok,
+            failed,
+            threads,
+        };
+        c.wait_for_more(50);
+        c
+    }
+
+    #[track_caller]
+    pub(crate) fn wait_for_more(&self, n: usize) {
+        let base = self.ok.load(Ordering::SeqCst);
+        wait_until(&format!("{n} more answered requests"), || {
+            self.ok.load(Ordering::SeqCst) >= base + n
+        });
+    }
+
+    /// Stops them; returns (ok, failed).
+    pub(crate) fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.threads.into_iter().for_each(|t| t.join().unwrap());
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+        )
+    }
+}
+
 /// The headline: a restart picks up a newly deployed binary, and a client
 /// hammering the port meanwhile sees no refused, reset or failed request.
 #[test]
@@ -114,25 +169,7 @@ fn restart_picks_up_a_replaced_binary_and_no_request_fails() {
     let p1 = s.ready(1);
     assert_eq!(ask(&s.addr), Some((p1, "v1".into())));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let (addr, stop, ok, failed) =
-                (s.addr.clone(), stop.clone(), ok.clone(), failed.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match ask(&addr) {
-                        Some(_) => ok.fetch_add(1, Ordering::SeqCst),
-                        None => failed.fetch_add(1, Ordering::SeqCst),
-                    };
-                }
-            })
-        })
-        .collect();
-    wait_until("traffic before the restart", || {
-        ok.load(Ordering::SeqCst) > 50
-    });
+    let clients = Clients::start(&s.addr, 4);
     write_app(&s.app, "PROBE_TAG=v2");
     s.signal(rustix::process::Signal::HUP);
     let p2 = s.ready(2);
@@ -141,18 +178,9 @@ fn restart_picks_up_a_replaced_binary_and_no_request_fails() {
         ask(&s.addr).is_some_and(|(p, t)| p == p2 && t == "v2")
     });
     wait_until("the old generation to be gone", || !alive(p1));
-    let before = ok.load(Ordering::SeqCst);
-    wait_until("traffic after the restart", || {
-        ok.load(Ordering::SeqCst) > before + 50
-    });
-    stop.store(true, Ordering::SeqCst);
-    clients.into_iter().for_each(|c| c.join().unwrap());
-    assert_eq!(
-        failed.load(Ordering::SeqCst),
-        0,
-        "requests failed during the restart ({} ok)",
-        ok.load(Ordering::SeqCst)
-    );
+    clients.wait_for_more(50);
+    let (ok, failed) = clients.finish();
+    assert_eq!(failed, 0, "requests failed during the restart ({ok} ok)");
     // Only gen 2 is left, and it got exactly the sockets, nothing else.
     let r = Report::parse(&std::fs::read_to_string(s.dir.join("report")).unwrap()).unwrap();
     assert_eq!(r.pid, p2);
