@@ -429,18 +429,27 @@ fn unix_socket_files_it_created_are_removed_on_exit() {
     assert!(!sock.exists());
 }
 
+/// A NOTIFY_SOCKET in `dir`, as a service manager listens on it.
+fn notify_manager(dir: &Path) -> (PathBuf, UnixDatagram) {
+    let path = dir.join("notify.sock");
+    let manager = UnixDatagram::bind(&path).unwrap();
+    manager.set_read_timeout(Some(DEADLINE)).unwrap();
+    (path, manager)
+}
+
+/// The next notification, within the deadline.
+fn manager_next(manager: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = manager.recv(&mut buf).expect("a notification");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 /// The sd_notify sequence a systemd Type=notify service manager sees.
 #[test]
 fn sd_notify_upward_ready_reloading_stopping() {
     let dir = temp_dir("notify");
-    let path = dir.join("notify.sock");
-    let manager = UnixDatagram::bind(&path).unwrap();
-    manager.set_read_timeout(Some(DEADLINE)).unwrap();
-    let next = || {
-        let mut buf = [0u8; 4096];
-        let n = manager.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let (path, manager) = notify_manager(&dir);
+    let next = || manager_next(&manager);
     let mut g = Running::spawn(
         gracewrap([
             "-s",
@@ -480,14 +489,8 @@ fn sd_notify_upward_ready_reloading_stopping() {
 #[test]
 fn sd_notify_after_a_crash_is_a_status_not_a_reload() {
     let dir = temp_dir("notify-crash");
-    let path = dir.join("notify.sock");
-    let manager = UnixDatagram::bind(&path).unwrap();
-    manager.set_read_timeout(Some(DEADLINE)).unwrap();
-    let next = || {
-        let mut buf = [0u8; 4096];
-        let n = manager.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    };
+    let (path, manager) = notify_manager(&dir);
+    let next = || manager_next(&manager);
     let mut g = Running::spawn(
         gracewrap([
             "-s",
