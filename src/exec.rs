@@ -235,15 +235,9 @@ impl std::error::Error for ExecError {}
 /// itself if it has a slash, else the first one in PATH (as PROGRAM gets
 /// it: exec mode has applied `--setenv` to our own environment by then).
 fn found(program: &OsStr) -> Option<PathBuf> {
-    let is_file = |p: &Path| p.metadata().is_ok_and(|m| m.is_file());
-    if program.as_encoded_bytes().contains(&b'/') {
-        let p = Path::new(program);
-        return is_file(p).then(|| p.to_path_buf());
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| is_file(p))
+    crate::spawn::candidates(program, std::env::var_os("PATH"))
+        .into_iter()
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file()))
 }
 
 /// The interpreter named by the `#!` line of `file`, if it has one.

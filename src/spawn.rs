@@ -27,45 +27,44 @@ use crate::inherit::HANDOFF_VAR;
 /// gets), so that a resident gracewrap can fail at once with 127 or 126
 /// instead of once per connection.
 pub fn resolve(args: &Args) -> Result<PathBuf, ExecError> {
-    let fail = |error: io::Error| ExecError {
-        program: args.program.clone(),
-        error,
-    };
-    let program = std::path::Path::new(&args.program);
     let executable = |p: &std::path::Path| {
         rustix::fs::access(p, rustix::fs::Access::EXEC_OK).is_ok()
             && p.metadata().is_ok_and(|m| m.is_file())
     };
-    if args.program.as_encoded_bytes().contains(&b'/') {
-        if !program.exists() {
-            return Err(fail(io::ErrorKind::NotFound.into()));
-        }
-        if !executable(program) {
-            return Err(fail(io::Error::from_raw_os_error(libc::EACCES)));
-        }
-        return Ok(program.to_path_buf());
-    }
     let path = args
         .setenv
         .iter()
         .rev()
         .find(|(name, _)| name == "PATH")
         .and_then(|(_, v)| v.clone())
-        .or_else(|| std::env::var_os("PATH"))
-        .unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+        .or_else(|| std::env::var_os("PATH"));
     let mut denied = false;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(program);
+    for candidate in candidates(&args.program, path) {
         if executable(&candidate) {
             return Ok(candidate);
         }
         denied |= candidate.exists();
     }
-    Err(fail(if denied {
-        io::Error::from_raw_os_error(libc::EACCES)
-    } else {
-        io::ErrorKind::NotFound.into()
-    }))
+    Err(ExecError {
+        program: args.program.clone(),
+        error: if denied {
+            io::Error::from_raw_os_error(libc::EACCES)
+        } else {
+            io::ErrorKind::NotFound.into()
+        },
+    })
+}
+
+/// Where execvp(3) looks for `program`: the path itself if it holds a
+/// `/`, else each directory of `path` (glibc's default without one).
+pub fn candidates(program: &OsStr, path: Option<OsString>) -> Vec<PathBuf> {
+    if program.as_encoded_bytes().contains(&b'/') {
+        return vec![PathBuf::from(program)];
+    }
+    let path = path.unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .collect()
 }
 
 /// `--chdir` in a resident mode: the children enter DIR; say now, not once
