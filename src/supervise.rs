@@ -261,19 +261,9 @@ impl Supervisor<'_> {
     }
 
     /// kill(2) to a generation, or to its process group with
-    /// `--process-group`. A process already gone (ESRCH) is fine.
+    /// `--process-group`.
     fn signal(&self, pid: i32, sig: i32) {
-        let (Some(pid), Some(sig)) = (
-            Pid::from_raw(pid),
-            rustix::process::Signal::from_named_raw(sig),
-        ) else {
-            return;
-        };
-        let _ = if self.sup.process_group {
-            rustix::process::kill_process_group(pid, sig)
-        } else {
-            rustix::process::kill_process(pid, sig)
-        };
+        kill(pid, sig, self.sup.process_group);
     }
 
     /// Sends the stop signal to a generation (SIGKILL follows later).
@@ -607,27 +597,17 @@ impl Supervisor<'_> {
                 }
                 self.leftovers_kill_at = Some(now + self.sup.stop_timeout);
                 for pid in left {
-                    self.signal_pid(pid, self.sup.stop_signal);
+                    kill(pid, self.sup.stop_signal, false);
                 }
             }
             Some(t) if now >= t => {
                 for pid in left {
-                    self.signal_pid(pid, libc::SIGKILL);
+                    kill(pid, libc::SIGKILL, false);
                 }
             }
             Some(_) => {}
         }
         false
-    }
-
-    /// kill(2) to one process, whatever --process-group says.
-    fn signal_pid(&self, pid: i32, sig: i32) {
-        if let (Some(pid), Some(sig)) = (
-            Pid::from_raw(pid),
-            rustix::process::Signal::from_named_raw(sig),
-        ) {
-            let _ = rustix::process::kill_process(pid, sig);
-        }
     }
 
     fn run(&mut self) -> Result<u8> {
@@ -677,6 +657,22 @@ impl Supervisor<'_> {
             self.on_timers(Instant::now());
         }
     }
+}
+
+/// kill(2) to `pid`, or to its process group. A process already gone
+/// (ESRCH) is fine.
+fn kill(pid: i32, sig: i32, group: bool) {
+    let (Some(pid), Some(sig)) = (
+        Pid::from_raw(pid),
+        rustix::process::Signal::from_named_raw(sig),
+    ) else {
+        return;
+    };
+    let _ = if group {
+        rustix::process::kill_process_group(pid, sig)
+    } else {
+        rustix::process::kill_process(pid, sig)
+    };
 }
 
 /// Our children, zombies included (/proc/self/task/*/children).
