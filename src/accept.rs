@@ -12,7 +12,6 @@
 //!    from PR_SET_PDEATHSIG;
 //! 4. accept what is pending on each readable listener and spawn a child.
 
-use std::collections::HashSet;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{Result, anyhow, bail};
@@ -94,7 +93,7 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
         }
     }
 
-    let mut children: HashSet<i32> = HashSet::new();
+    let mut children: Vec<i32> = Vec::new();
     let wake = watch.fd();
     loop {
         let open = children.len() < args.max_connections;
@@ -138,9 +137,7 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
                     }
                 };
                 match start(args, &name, &conn, &watch) {
-                    Ok(pid) => {
-                        children.insert(pid);
-                    }
+                    Ok(pid) => children.push(pid),
                     Err(e) => say(format_args!(
                         "cannot start {} for a connection: {e:#}",
                         spawn::program_name(args)
@@ -160,22 +157,23 @@ fn start(args: &Args, name: &str, conn: &OwnedFd, watch: &Watch) -> Result<i32> 
     // The connection goes to fd 3; with --inetd the child gracewrap moves
     // it on to stdin and stdout.
     setup.fd3 = Some(conn.as_fd().as_raw_fd());
-    let mut cmd = spawn::gracewrap_child(args, 1, name);
-    setup.apply(&mut cmd);
-    let child = cmd.spawn().map_err(|e| anyhow!("{}", io_reason(&e)))?;
+    let pid = spawn::gracewrap_child(args, 1, name)
+        .spawn(&setup)
+        .map_err(|e| anyhow!("{}", io_reason(&e)))?;
     drop(blocked);
-    // The child is reaped through SIGCHLD and waitpid(2), not std.
-    Ok(child.id() as i32)
+    // The child is reaped through SIGCHLD and wait(2).
+    Ok(pid)
 }
 
 /// Reaps every child that has exited.
-fn reap(children: &mut HashSet<i32>) {
+fn reap(children: &mut Vec<i32>) {
     loop {
         // wait(2), not waitpid(None): rustix maps None to pid 0, "my process
         // group", which misses children in other groups.
         match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, _status))) => {
-                children.remove(&Pid::as_raw(Some(pid)));
+                let pid = Pid::as_raw(Some(pid));
+                children.retain(|&c| c != pid);
             }
             Ok(None) | Err(_) => return,
         }

@@ -235,8 +235,7 @@ impl Supervisor<'_> {
         );
         setup.deathsig = true;
         setup.new_group = self.sup.process_group;
-        setup.apply(&mut cmd);
-        let child = cmd.spawn().map_err(|e| {
+        let pid = cmd.spawn(&setup).map_err(|e| {
             anyhow!(
                 "cannot start {}: {}",
                 spawn::program_name(self.args),
@@ -248,7 +247,7 @@ impl Supervisor<'_> {
         self.next_id += 1;
         self.gens.push(Gen {
             id,
-            pid: child.id() as i32,
+            pid,
             started: Instant::now(),
             ready: false,
             kill_at: None,
