@@ -153,28 +153,41 @@ pub fn signal_name(sig: i32) -> String {
     }
 }
 
-/// `10s`, `500ms`, `1.5s`, `2m`, or a plain number of seconds.
+/// `10s`, `500ms`, `1.5s`, `2m`, or a plain number of seconds; at most a
+/// day, which is plenty for any timeout or delay here. Decimal, exact to
+/// the nanosecond (no floating point: its parser is 15 kB of the binary).
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    const SEC: u128 = 1_000_000_000;
     let (num, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    if num.is_empty() || num.starts_with(['+', '-']) {
-        return None;
-    }
-    let n: f64 = num
-        .parse()
-        .ok()
-        .filter(|n: &f64| n.is_finite() && *n >= 0.0)?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
+    let per_unit = match unit {
+        "ms" => SEC / 1000,
+        "s" => SEC,
+        "m" | "min" => 60 * SEC,
+        "h" => 3600 * SEC,
         _ => return None,
     };
-    // A day is plenty for any timeout or delay here.
-    (secs <= 86_400.0).then(|| Duration::from_secs_f64(secs))
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
+        return None;
+    }
+    // Leading zeros cannot overflow; more than 6 integer digits is over a
+    // day in any unit.
+    let int = int.trim_start_matches('0');
+    if int.len() > 6 {
+        return None;
+    }
+    let whole = int.bytes().fold(0, |n, b| n * 10 + u128::from(b - b'0'));
+    // Twelve decimals are below a nanosecond even in hours.
+    let (part, scale) = frac
+        .bytes()
+        .take(12)
+        .fold((0, 1), |(n, s), b| (n * 10 + u128::from(b - b'0'), s * 10));
+    let nanos = whole * per_unit + part * per_unit / scale;
+    (nanos <= 86_400 * SEC).then(|| Duration::from_nanos(nanos as u64))
 }
 
 /// A usage error: exit status 2.
@@ -783,8 +796,36 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration(".5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("3."), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("0.0015min"), Some(Duration::from_millis(90)));
+        assert_eq!(parse_duration("0.1ms"), Some(Duration::from_micros(100)));
+        assert_eq!(
+            parse_duration("0.333333333333333h"),
+            Some(Duration::from_nanos(1_199_999_999_998))
+        );
+        assert_eq!(
+            parse_duration("00000000024h"),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(parse_duration("86400.0"), Some(Duration::from_secs(86_400)));
         for bad in [
-            "", "s", "-1s", "+1", "1x", "1e999", "NaN", "2d", "25h", "1 s",
+            "",
+            "s",
+            ".",
+            "-1s",
+            "+1",
+            "1x",
+            "1e999",
+            "1e3",
+            "NaN",
+            "inf",
+            "2d",
+            "25h",
+            "1 s",
+            "1.2.3",
+            "86400.000000001",
+            "99999999999999999999999999999999999999999",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
