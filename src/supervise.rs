@@ -34,7 +34,7 @@ use rustix::process::{Pid, WaitOptions, WaitStatus, wait};
 
 use crate::cli::{Args, Supervise, signal_name};
 use crate::fds;
-use crate::msg::{io_reason, reason, say};
+use crate::msg::{Dur, io_reason, reason, say};
 use crate::notify::{self, Listener, Upstream};
 use crate::prepare::{self, Prepared};
 use crate::signals::{Blocked, Watch};
@@ -321,7 +321,7 @@ impl Supervisor<'_> {
             }
             Err(e) if self.current.is_none() => {
                 // Nothing serves: keep trying (fork can fail for a while).
-                say(format_args!("{e:#}; trying again in {:?}", self.backoff));
+                say(format_args!("{e:#}; trying again in {}", Dur(self.backoff)));
                 self.respawn_at = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
             }
@@ -471,9 +471,9 @@ impl Supervisor<'_> {
                         self.backoff
                     };
                     say(format_args!(
-                        "{label} {}; starting a new generation in {:?}",
+                        "{label} {}; starting a new generation in {}",
                         describe(status),
-                        self.backoff
+                        Dur(self.backoff)
                     ));
                     if let Some(next) = self.candidate.take() {
                         self.current = Some(next);
@@ -516,8 +516,8 @@ impl Supervisor<'_> {
             self.candidate = None;
             let label = self.label(id);
             say(format_args!(
-                "{label} was not ready within {:?} (no READY=1 on NOTIFY_SOCKET; --ready-delay serves programs that do not notify); stopping it, {} keeps serving",
-                self.sup.ready_timeout,
+                "{label} was not ready within {} (no READY=1 on NOTIFY_SOCKET; --ready-delay serves programs that do not notify); stopping it, {} keeps serving",
+                Dur(self.sup.ready_timeout),
                 self.current.map_or("nothing".into(), |c| self.label(c))
             ));
             self.up(&format!(
@@ -540,8 +540,8 @@ impl Supervisor<'_> {
         for pid in overdue {
             if self.args.verbose {
                 say(format_args!(
-                    "pid {pid} did not stop within {:?}: SIGKILL",
-                    self.sup.stop_timeout
+                    "pid {pid} did not stop within {}: SIGKILL",
+                    Dur(self.sup.stop_timeout)
                 ));
             }
             self.signal(pid, libc::SIGKILL);
