@@ -9,6 +9,8 @@ mod accept;
 mod cli;
 /// systemd-socket-activate's options and behaviour.
 mod compat;
+/// The consumers of examples/README.md, run by the commands it shows.
+mod consumers;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
 /// Faults and load: signal storms, misbehaving generations, --accept
