@@ -182,8 +182,7 @@ fn ssa_and_gracewrap_give_the_same_protocol_view() {
             .arg(format!("-EPROBE_REPORT={}", ssa_report.display()))
             .arg(p()),
     );
-    wait_until("ssa socket", || ssa_sock.exists());
-    let _c = std::os::unix::net::UnixStream::connect(&ssa_sock).unwrap();
+    let _c = connect_when_listening(&ssa_sock);
     wait_until("ssa report", || ssa_report.exists());
     ssa.wait();
     let gw_sock = dir.join("gw.sock");

@@ -353,8 +353,7 @@ fn under_systemd_socket_activate_names_come_from_fdname() {
         ]);
     let mut g = Running::spawn(&mut cmd);
     // systemd 252 has no --now: it execs on the first connection.
-    wait_until("ssa socket file", || path.exists());
-    let _c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    let _c = connect_when_listening(&path);
     wait_until("probe report", || report.exists());
     assert!(g.wait().success());
     let r = Report::parse(&std::fs::read_to_string(&report).unwrap()).unwrap();

@@ -170,6 +170,18 @@ pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
     );
 }
 
+/// Connects to the unix socket at `path` once something listens there.
+/// Its file appears at bind(2), before listen(2): until then a connect is
+/// refused, so waiting for the file is not enough.
+pub fn connect_when_listening(path: &Path) -> std::os::unix::net::UnixStream {
+    let mut conn = None;
+    wait_until("a listener on the unix socket", || {
+        conn = std::os::unix::net::UnixStream::connect(path).ok();
+        conn.is_some()
+    });
+    conn.unwrap()
+}
+
 /// Children of `pid` (from /proc), zombies included.
 pub fn children_of(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
