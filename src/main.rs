@@ -43,16 +43,23 @@ const EXIT_FAILED: u8 = 125;
 #[cfg(not(test))]
 #[allow(unsafe_code)]
 #[unsafe(no_mangle)]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    // std reads argv through glibc's .init_array hook, so args_os() works.
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
     signals::startup();
     fds::ensure_stdio();
-    libc::c_int::from(run())
+    // From main's own argv: std::env::args_os() is filled in by glibc's
+    // .init_array hook only, and is empty under musl.
+    let args = (1..usize::try_from(argc).unwrap_or(0)).map(|i| {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: the C runtime passes argc valid NUL-terminated strings.
+        let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
+        std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
+    });
+    libc::c_int::from(run(args))
 }
 
 /// Everything after start-up; returns the exit status.
-fn run() -> u8 {
-    let err = match cli::parse(std::env::args_os().skip(1)) {
+fn run(args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
+    let err = match cli::parse(args) {
         Ok(Parsed::Help) => return print(cli::HELP),
         Ok(Parsed::Version) => {
             return print(concat!("gracewrap ", env!("CARGO_PKG_VERSION"), "\n"));
