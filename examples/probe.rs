@@ -43,14 +43,24 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::net::{SocketAddrUnix, SocketType, getsockname, sockopt};
 
 #[unsafe(no_mangle)]
-extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+extern "C" fn main(argc: i32, argv: *const *const std::ffi::c_char) -> i32 {
+    // main's own argv: std::env::args() is empty under musl with no_main.
+    let args: Vec<String> = (1..usize::try_from(argc).unwrap_or(0))
+        // SAFETY: the C runtime passes argc valid NUL-terminated strings.
+        .map(|i| unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) })
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
     match args.first().map(String::as_str) {
         Some("answer") => return answer(false),
         Some("hold") => return answer(true),
         _ => {}
     }
     let report = report();
+    let serving = args.first().map(String::as_str) == Some("serve");
+    if serving {
+        // Before the report appears: tests signal the probe once it does.
+        serve_signals();
+    }
     match std::env::var_os("PROBE_REPORT") {
         Some(path) => {
             let tmp = format!("{}.{}.tmp", path.to_string_lossy(), std::process::id());
@@ -61,7 +71,7 @@ extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             let _ = std::io::stdout().write_all(report.as_bytes());
         }
     }
-    if args.first().map(String::as_str) == Some("serve") {
+    if serving {
         serve();
     }
     0
@@ -326,16 +336,6 @@ fn serve() {
     if let Some(code) = env("PROBE_EXIT").and_then(|c| c.parse().ok()) {
         std::process::exit(code);
     }
-    if env("PROBE_IGNORE_TERM").is_some() {
-        // SAFETY: SIG_IGN installs no code.
-        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
-    } else {
-        signal_hook::flag::register(libc::SIGTERM, std::sync::Arc::clone(&DRAIN))
-            .expect("register");
-    }
-    if let Some(log) = env("PROBE_SIGNAL_LOG") {
-        log_signals(log);
-    }
     if let Some(fifo) = env("PROBE_SPAWN_ORPHAN") {
         // sh forks a subshell that forks `read`, then exits at once: the
         // `read` process is re-parented to the nearest subreaper.
@@ -370,6 +370,21 @@ fn serve() {
     }
     for t in threads {
         let _ = t.join();
+    }
+}
+
+/// serve's signal handling: SIGTERM drains (or is ignored), and
+/// `PROBE_SIGNAL_LOG` logs the others.
+fn serve_signals() {
+    if std::env::var_os("PROBE_IGNORE_TERM").is_some() {
+        // SAFETY: SIG_IGN installs no code.
+        unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    } else {
+        signal_hook::flag::register(libc::SIGTERM, std::sync::Arc::clone(&DRAIN))
+            .expect("register");
+    }
+    if let Ok(log) = std::env::var("PROBE_SIGNAL_LOG") {
+        log_signals(log);
     }
 }
 

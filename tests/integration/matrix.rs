@@ -1347,6 +1347,22 @@ fn prepare(row: &Row, n: usize) -> (Ctx, Command) {
 }
 
 /// Runs one row; returns what went wrong, if anything.
+/// The OS reasons that end some lines of the table are glibc's
+/// strerror(3); musl words a few differently. (Where gracewrap explains an
+/// address in use itself, the words are its own on both.)
+fn libc_wording(line: &str) -> String {
+    if !cfg!(target_env = "musl") {
+        return line.to_string();
+    }
+    [
+        ("address already in use", "address in use"),
+        ("cannot assign requested address", "address not available"),
+    ]
+    .iter()
+    .find_map(|(glibc, musl)| Some(format!("{}{musl}", line.strip_suffix(glibc)?)))
+    .unwrap_or_else(|| line.to_string())
+}
+
 fn check(row: &Row, n: usize) -> Result<(), String> {
     let (ctx, mut cmd) = prepare(row, n);
     let before = snapshot(&ctx.dir);
@@ -1371,10 +1387,11 @@ fn check(row: &Row, n: usize) -> Result<(), String> {
     if code == 101 || code == 134 {
         return Err(format!("exit status {code} (a panic): {shown}"));
     }
-    let want = ctx
-        .subst(row.stderr)
-        .to_string_lossy()
-        .replace("{gwpid}", &gwpid.to_string());
+    let want = libc_wording(
+        &ctx.subst(row.stderr)
+            .to_string_lossy()
+            .replace("{gwpid}", &gwpid.to_string()),
+    );
     if stderr.trim_end_matches('\n') != want || (!want.is_empty() && stderr.lines().count() != 1) {
         return Err(format!("stderr: want {want:?}\n{shown}"));
     }
