@@ -452,19 +452,25 @@ impl Drop for Running {
 /// Sends an HTTP GET to `addr` and returns the body.
 #[track_caller]
 pub fn http_get(addr: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    try_http_get(addr).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`http_get`] that says what failed instead of failing the test, for
+/// waiting until a server answers.
+pub fn try_http_get(addr: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
-        .unwrap();
     let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(
-        resp.starts_with("HTTP/1."),
-        "not an HTTP response from {addr}: {resp:?}"
-    );
-    resp.split_once("\r\n\r\n")
+    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n")
+        .and_then(|()| s.read_to_string(&mut resp))
+        .map_err(|e| format!("GET from {addr}: {e}"))?;
+    if !resp.starts_with("HTTP/1.") {
+        return Err(format!("not an HTTP response from {addr}: {resp:?}"));
+    }
+    Ok(resp
+        .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+        .unwrap_or_default())
 }
 
 /// A shell command line that exec's `argv` with everything quoted.
