@@ -9,6 +9,8 @@ mod accept;
 mod cli;
 /// systemd-socket-activate's options and behaviour.
 mod compat;
+/// examples/Dockerfile and examples/systemd/, run as PID 1 and as units.
+mod deploy;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
 /// Faults and load: signal storms, misbehaving generations, --accept
