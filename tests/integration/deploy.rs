@@ -1,11 +1,13 @@
 //! The deployment examples, read from the files themselves so the docs
-//! cannot drift: examples/Dockerfile.
+//! cannot drift: examples/Dockerfile and examples/systemd/.
 //!
-//! No Docker engine runs here, so an image's ENTRYPOINT and CMD run
-//! without: as PID 1 of a new PID and network namespace (`unshare --pid
-//! --fork --mount-proc --net`), as its USER. The network namespaces let
-//! the files' own addresses (`tcp::8080`) be used as they are, touching
-//! nothing outside.
+//! No Docker engine and no systemd as PID 1 run here, so they are run
+//! without: an image's ENTRYPOINT and CMD as PID 1 of a new PID and network
+//! namespace (`unshare --pid --fork --mount-proc --net`), as its USER; the
+//! units through `systemd-analyze verify`, and their ExecStart= with a
+//! NOTIFY_SOCKET of ours or behind systemd-socket-activate, the way systemd
+//! would start them. The network namespaces let the files' own addresses
+//! (`tcp::8080`) be used as they are, touching nothing outside.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use rustix::process::Signal;
 
-use crate::supervise::{alive, kill, wait_for_child};
+use crate::supervise::{alive, kill, manager_next_from, notify_manager, wait_for_child};
 use crate::util::*;
 
 fn repo_file(rel: &str) -> String {
@@ -583,4 +585,294 @@ fn docker_run_with_another_cmd_listen_pid_is_the_programs_own() {
         kill(init, Signal::TERM);
         assert_eq!(g.wait().code(), Some(0), "the probe drains on SIGTERM");
     }
+}
+
+// ---------------------------------------------------------------------
+// examples/systemd
+
+const UNITS: [&str; 3] = [
+    "gracewrap-demo.service",
+    "gracewrap-demo-activated.socket",
+    "gracewrap-demo-activated.service",
+];
+
+/// Where the units expect the binaries, and the ones cargo built.
+fn installed(path: &str) -> Option<PathBuf> {
+    match path {
+        "/usr/local/bin/gracewrap" => Some(gracewrap_path().into()),
+        "/usr/local/bin/gracewrap-demo" => Some(example("demo")),
+        _ => None,
+    }
+}
+
+/// A unit file's settings: (section, key, value) in order, continuation
+/// lines joined as systemd joins them.
+struct Unit {
+    name: &'static str,
+    entries: Vec<(String, String, String)>,
+}
+
+impl Unit {
+    fn read(name: &'static str) -> Unit {
+        let text = repo_file(&format!("examples/systemd/{name}"));
+        let mut entries = Vec::new();
+        let (mut section, mut pending) = (String::new(), String::new());
+        for line in text.lines() {
+            let line = line.trim();
+            if pending.is_empty() && (line.is_empty() || line.starts_with(['#', ';'])) {
+                continue;
+            }
+            if let Some(part) = line.strip_suffix('\\') {
+                pending.push_str(part);
+                pending.push(' ');
+                continue;
+            }
+            pending.push_str(line);
+            let line = std::mem::take(&mut pending);
+            if let Some(s) = line.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+                section = s.to_string();
+                continue;
+            }
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{name}: {line}"));
+            entries.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
+        }
+        Unit { name, entries }
+    }
+
+    /// The one value of `key` in `section`.
+    #[track_caller]
+    fn get(&self, section: &str, key: &str) -> &str {
+        let values: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|(s, k, _)| s == section && k == key)
+            .map(|(_, _, v)| v.as_str())
+            .collect();
+        match values[..] {
+            [v] => v,
+            _ => panic!("{}: [{section}] {key}= {values:?}", self.name),
+        }
+    }
+
+    /// A command line of [Service] (ExecStart=, ExecReload=), split as
+    /// systemd splits it, `$MAINPID` replaced by `mainpid`. Only the plain
+    /// form is taken (no quotes, specifiers or prefixes), so that the
+    /// split is systemd's.
+    fn command(&self, key: &str, mainpid: Option<u32>) -> Vec<String> {
+        let line = self.get("Service", key);
+        assert!(
+            !line.contains(['"', '\'', '%']) && !line.starts_with(['-', '@', '+', '!', ':']),
+            "{}: {key}= beyond what this test parses: {line}",
+            self.name
+        );
+        line.split_whitespace()
+            .map(|w| match (w, mainpid) {
+                ("$MAINPID", Some(pid)) => pid.to_string(),
+                _ => {
+                    assert!(!w.contains('$'), "{}: {key}=: {w}", self.name);
+                    w.to_string()
+                }
+            })
+            .collect()
+    }
+
+    /// ExecStart= as systemd would run it here: the installed paths mapped
+    /// to cargo's binaries, behind `setpriv` to uid 65534 for DynamicUser=
+    /// (a uid of nobody's, as systemd picks one of its own).
+    fn exec_start(&self) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = Vec::new();
+        if self.get("Service", "DynamicUser") == "yes" {
+            argv.extend(as_user("65534").into_iter().map(OsString::from));
+        }
+        for a in self.command("ExecStart", None) {
+            argv.push(installed(&a).map_or(a.into(), PathBuf::into_os_string));
+        }
+        argv
+    }
+}
+
+fn systemd_analyze() -> &'static str {
+    let path = "/usr/bin/systemd-analyze";
+    assert!(
+        Path::new(path).exists(),
+        "{path} is needed: run .ci/deps (it installs the systemd package)"
+    );
+    path
+}
+
+/// `systemd-analyze verify` on `units` in `dir`; its output (empty for
+/// units it has nothing to say about).
+fn verify(dir: &Path, units: &[&str]) -> Output {
+    run(Command::new(systemd_analyze())
+        .arg("verify")
+        .args(units.iter().map(|u| dir.join(u))))
+}
+
+/// systemd-analyze verify accepts the units without a word: it exits 0
+/// and prints nothing. (It exits 0 after an unknown key or a bad value
+/// too, only printing a warning: the broken copy shows the check sees
+/// those.) The binaries must exist for it, so the units are checked in a
+/// copy with /usr/local/bin/ pointing at cargo's.
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    let dir = temp_dir("units");
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for name in ["gracewrap", "gracewrap-demo"] {
+        let path = format!("/usr/local/bin/{name}");
+        std::os::unix::fs::symlink(installed(&path).unwrap(), bin.join(name)).unwrap();
+    }
+    let prefix = format!("{}/", bin.display());
+    for name in UNITS {
+        let text = repo_file(&format!("examples/systemd/{name}"));
+        std::fs::write(dir.join(name), text.replace("/usr/local/bin/", &prefix)).unwrap();
+    }
+    let out = verify(&dir, &UNITS);
+    assert!(
+        out.code() == 0 && out.stdout.is_empty() && out.stderr.is_empty(),
+        "systemd-analyze verify {UNITS:?}\n{out}"
+    );
+
+    // The check can fail: a misspelt key in a copy.
+    let good = std::fs::read_to_string(dir.join(UNITS[0])).unwrap();
+    assert!(good.contains("\nKillMode="));
+    std::fs::write(
+        dir.join("broken.service"),
+        good.replace("\nKillMode=", "\nKilMode="),
+    )
+    .unwrap();
+    let out = verify(&dir, &["broken.service"]);
+    assert!(out.stderr.contains("Unknown key 'KilMode'"), "{out}");
+
+    // The supervised service's stop: gracewrap's two stop timeouts (the
+    // generations, then leftovers) end before systemd's.
+    let unit = Unit::read("gracewrap-demo.service");
+    let argv = unit.command("ExecStart", None);
+    let stop = duration(option(&argv, "--stop-timeout").unwrap_or("10s"));
+    let systemd_stop = duration(unit.get("Service", "TimeoutStopSec"));
+    assert!(
+        2 * stop < systemd_stop,
+        "{argv:?}: TimeoutStopSec={systemd_stop:?}"
+    );
+}
+
+/// gracewrap-demo.service run as systemd would (a NOTIFY_SOCKET, a clean
+/// environment): READY=1 with MAINPID, from the main pid (NotifyAccess=main
+/// accepts it); its ExecReload= gives RELOADING=1, READY=1 and a new demo;
+/// the SIGTERM of KillMode=mixed gives STOPPING=1 and an exit status in
+/// SuccessExitStatus=.
+#[test]
+fn systemd_notify_service_reports_to_systemd_from_its_main_pid() {
+    let unit = Unit::read("gracewrap-demo.service");
+    assert_eq!(unit.get("Service", "Type"), "notify");
+    assert_eq!(unit.get("Service", "NotifyAccess"), "main");
+    assert_eq!(
+        unit.get("Service", "KillMode"),
+        "mixed",
+        "SIGTERM to the main process only, as below"
+    );
+    let argv = unit.exec_start();
+    let dir = temp_dir("notify-service");
+    let (path, manager) = notify_manager(&dir);
+    // systemd's notify socket: anyone may send (DynamicUser= does).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut g = Running::spawn(
+        Command::new("unshare")
+            .arg("--net")
+            .args(&argv)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("NOTIFY_SOCKET", &path),
+    );
+    let main = g.child.id(); // unshare execs: the service's main process
+    lo_up(main);
+    let next = || {
+        let (pid, m) = manager_next_from(&manager);
+        assert_eq!(pid, main, "{m:?} not from the main process");
+        m
+    };
+    let m = next();
+    assert!(m.starts_with("READY=1\n"), "{m}");
+    assert!(m.contains(&format!("\nMAINPID={main}\n")), "{m}");
+
+    let listen = listens(&unit.command("ExecStart", None))[0].to_string();
+    let addr = format!("127.0.0.1:{}", port(&listen));
+    let (first, fd, name) = demo_says(&get_in(main, &addr));
+    assert_eq!((fd, name.as_str()), (3, "http"));
+
+    let reload = unit.command("ExecReload", Some(main));
+    run(Command::new(&reload[0]).args(&reload[1..])).expect_code(0);
+    let m = next();
+    assert!(m.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{m}");
+    let m = next();
+    assert!(m.starts_with("READY=1\n"), "{m}");
+    let (second, _, _) = demo_says(&get_in(main, &addr));
+    assert_ne!(first, second, "a new demo serves after the reload");
+
+    kill(main, Signal::TERM);
+    assert_eq!(next(), "STOPPING=1");
+    let code = g.wait().code().expect("an exit status").to_string();
+    let success = unit.get("Service", "SuccessExitStatus");
+    assert!(
+        success.split_whitespace().any(|s| s == code),
+        "exit status {code} not in SuccessExitStatus={success}"
+    );
+}
+
+/// gracewrap-demo-activated.service behind systemd-socket-activate with
+/// the .socket's ListenStream= and FileDescriptorName=: the demo gets the
+/// inherited socket at fd 3 with its name, reused for the `--listen` that
+/// names it (binding its port again would fail: the port is taken), and
+/// gracewrap's own metrics socket at fd 4; its READY=1 comes from the main
+/// process, as Type=notify needs.
+#[test]
+fn systemd_socket_unit_socket_at_fd_3_and_gracewraps_own_at_fd_4() {
+    let socket = Unit::read("gracewrap-demo-activated.socket");
+    let listen = socket.get("Socket", "ListenStream");
+    let name = socket.get("Socket", "FileDescriptorName");
+    let service = Unit::read("gracewrap-demo-activated.service");
+    assert_eq!(service.get("Service", "Type"), "notify");
+    let specs = listens(&service.command("ExecStart", None))
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    assert_eq!(specs.len(), 2, "{specs:?}");
+    assert!(
+        specs[0].starts_with(&format!("{name}=")) && port(&specs[0]) == port(listen),
+        "the first --listen names the inherited socket (ListenStream={listen}), \
+         and binds its port when started by hand: {specs:?}"
+    );
+    let (own_name, own_addr) = specs[1].split_once("=tcp:").unwrap();
+
+    let ssa = "/usr/bin/systemd-socket-activate";
+    assert!(Path::new(ssa).exists(), "{ssa} is needed: run .ci/deps");
+    let dir = temp_dir("socket-unit");
+    let (path, manager) = notify_manager(&dir);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut g = Running::spawn(
+        Command::new("unshare")
+            .args(["--net", ssa, "-l", listen])
+            .arg(format!("--fdname={name}"))
+            .arg(format!("-ENOTIFY_SOCKET={}", path.display()))
+            .args(service.exec_start()),
+    );
+    let main = g.child.id(); // unshare and systemd-socket-activate exec
+    lo_up(main);
+    // systemd 252's socket-activate execs at the first connection, as
+    // systemd starts the service; the demo answers it.
+    let addr = format!("127.0.0.1:{}", port(listen));
+    assert_eq!(demo_says(&get_in(main, &addr)), (main, 3, name.to_string()));
+    assert_eq!(
+        demo_says(&get_in(main, own_addr)),
+        (main, 4, own_name.to_string())
+    );
+    let (pid, m) = manager_next_from(&manager);
+    assert_eq!((pid, m.as_str()), (main, "READY=1"));
+    kill(main, Signal::TERM);
+    g.wait();
 }
