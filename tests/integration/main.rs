@@ -11,6 +11,8 @@ mod cli;
 mod compat;
 /// The consumers of examples/README.md, run by the commands it shows.
 mod consumers;
+/// examples/Dockerfile and examples/systemd/, run as PID 1 and as units.
+mod deploy;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
 mod exec;
 /// Faults and load: signal storms, misbehaving generations, --accept

@@ -429,19 +429,39 @@ fn unix_socket_files_it_created_are_removed_on_exit() {
     assert!(!sock.exists());
 }
 
-/// A NOTIFY_SOCKET in `dir`, as a service manager listens on it.
-fn notify_manager(dir: &Path) -> (PathBuf, UnixDatagram) {
+/// A NOTIFY_SOCKET in `dir`, as a service manager listens on it: the
+/// kernel names the sender of each message (SO_PASSCRED), as for systemd.
+pub(crate) fn notify_manager(dir: &Path) -> (PathBuf, UnixDatagram) {
     let path = dir.join("notify.sock");
     let manager = UnixDatagram::bind(&path).unwrap();
     manager.set_read_timeout(Some(DEADLINE)).unwrap();
+    rustix::net::sockopt::set_socket_passcred(&manager, true).unwrap();
     (path, manager)
 }
 
 /// The next notification, within the deadline.
 fn manager_next(manager: &UnixDatagram) -> String {
+    manager_next_from(manager).1
+}
+
+/// The next notification and the pid of its sender (what systemd checks
+/// against `NotifyAccess=`), within the deadline.
+pub(crate) fn manager_next_from(manager: &UnixDatagram) -> (u32, String) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut buf = [0u8; 4096];
-    let n = manager.recv(&mut buf).expect("a notification");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = rustix::net::recvmsg(manager, &mut iov, &mut control, RecvFlags::empty())
+        .expect("a notification");
+    let pid = control
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmCredentials(cred) => Some(cred.pid.as_raw_pid() as u32),
+            _ => None,
+        })
+        .expect("the sender's credentials");
+    (pid, String::from_utf8_lossy(&buf[..msg.bytes]).into_owned())
 }
 
 /// The sd_notify sequence a systemd Type=notify service manager sees.
@@ -612,7 +632,9 @@ fn orphans_are_reaped_outside_pid_1_too() {
     wait_until("the orphan to be reaped", || children_of(gw).len() == 1);
 }
 
-fn wait_for_child(pid: u32) -> u32 {
+/// The first child of `pid`, once there is one: the PID 1 that
+/// `unshare --pid --fork` started, seen from outside.
+pub(crate) fn wait_for_child(pid: u32) -> u32 {
     let mut child = 0;
     wait_until("unshare's child", || {
         child = children_of(pid).first().copied().unwrap_or(0);

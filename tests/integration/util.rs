@@ -467,7 +467,8 @@ pub fn http_get(addr: &str) -> String {
     try_http_get(addr).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// [`http_get`], with what went wrong as the error.
+/// [`http_get`] that says what failed instead of failing the test, for
+/// waiting until a server answers.
 pub fn try_http_get(addr: &str) -> Result<String, String> {
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(DEADLINE)).unwrap();
