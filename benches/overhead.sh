@@ -8,6 +8,8 @@
 #   gracewrap   the static build (-C target-feature=+crt-static
 #               -C relocation-model=static, as the README builds it)
 #   gracewrap   the default (dynamically linked) release build
+#   gracewrap-musl   the static musl build, when rustup has the
+#               x86_64-unknown-linux-musl target (README, Docker)
 #   systemd-socket-activate   (waits for a first connection: the driver
 #               connects to trigger it, and that connect is counted)
 #   systemfd    (cargo install systemfd, into target/bench-tools)
@@ -35,6 +37,11 @@ RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
 	cargo build --quiet --release --target x86_64-unknown-linux-gnu --target-dir target/static
 dyn=$PWD/target/release/gracewrap
 static=$PWD/target/static/x86_64-unknown-linux-gnu/release/gracewrap
+musl=
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
+	cargo build --quiet --release --target x86_64-unknown-linux-musl --target-dir target/musl
+	musl=$PWD/target/musl/x86_64-unknown-linux-musl/release/gracewrap
+fi
 gcc -O2 -Wall -o "$out/spawn" benches/spawn.c
 gcc -O2 -Wall -static -o "$out/yardstick" benches/yardstick.c 2>/dev/null
 
@@ -48,7 +55,7 @@ if [[ -z $systemfd ]]; then
 	fi
 fi
 
-# Ports: one block of 7 x 1100 consecutive ports nobody listens on (the
+# Ports: one block of 8 x 1100 consecutive ports nobody listens on (the
 # benchmark must not collide with servers on this machine), then
 # 1100 ports per tool.
 block=
@@ -58,13 +65,13 @@ pick_block() {
 	for _ in $(seq 100); do
 		# Below the ephemeral range (32768-60999), where outgoing connections
 		# of anything else running here would collide.
-		base=$((10000 + RANDOM % (32768 - 10000 - 7700)))
-		if ! awk -v b="$base" '$1 >= b && $1 < b + 7700 { f = 1 } END { exit !f }' <<<"$used"; then
+		base=$((10000 + RANDOM % (32768 - 10000 - 8800)))
+		if ! awk -v b="$base" '$1 >= b && $1 < b + 8800 { f = 1 } END { exit !f }' <<<"$used"; then
 			block=$base
 			return
 		fi
 	done
-	echo "no free block of 7700 ports found" >&2
+	echo "no free block of 8800 ports found" >&2
 	exit 1
 }
 pick_block
@@ -84,6 +91,10 @@ bench() { # COUNT RUNS
 	b=$(port_base 1); labels+=(yardstick); cmds+=("$out/yardstick $n $b /bin/true")
 	b=$(port_base 2); labels+=(gracewrap-static); cmds+=("$static $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
 	b=$(port_base 3); labels+=(gracewrap); cmds+=("$dyn $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
+	if [[ -n $musl ]]; then
+		b=$(port_base 7); labels+=(gracewrap-musl)
+		cmds+=("$musl $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
+	fi
 	if [[ -n $ssa ]]; then
 		b=$(port_base 4); labels+=(systemd-socket-activate)
 		cmds+=("@$b $ssa $(specs '-l 127.0.0.1:%d' "$n" "$b")/bin/true")
