@@ -174,10 +174,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     if (int.is_empty() && frac.is_empty()) || !digits(int) || !digits(frac) {
         return None;
     }
-    // Leading zeros cannot overflow; more than 6 integer digits is over a
-    // day in any unit.
+    // Leading zeros cannot overflow; with at most 20 digits left, nothing
+    // overflows a u128 before the check against a day below.
     let int = int.trim_start_matches('0');
-    if int.len() > 6 {
+    if int.len() > 20 {
         return None;
     }
     let whole = int.bytes().fold(0, |n, b| n * 10 + u128::from(b - b'0'));
@@ -809,6 +809,15 @@ mod tests {
             Some(Duration::from_secs(86_400))
         );
         assert_eq!(parse_duration("86400.0"), Some(Duration::from_secs(86_400)));
+        assert_eq!(
+            parse_duration("86400000ms"),
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse_duration("99999999999999999999h"),
+            None,
+            "20 digits: no overflow, over a day"
+        );
         for bad in [
             "",
             "s",
