@@ -312,7 +312,7 @@ fn exec(args: &Args, listen: &[(&'static str, String)], target: Option<&Target>)
 
 /// The few unsafe calls exec needs.
 #[allow(unsafe_code)]
-mod env {
+pub mod env {
     use std::ffi::{CString, OsStr, OsString};
     use std::io;
     use std::os::unix::ffi::OsStrExt;
@@ -330,18 +330,47 @@ mod env {
 
     /// execvp(3); returns only on failure.
     pub fn execvp(program: &OsStr, args: &[OsString]) -> io::Error {
-        // Arguments come from argv, so they hold no NUL bytes.
-        let cstr = |s: &OsStr| CString::new(s.as_bytes()).unwrap_or_default();
-        let argv: Vec<CString> = std::iter::once(program)
-            .chain(args.iter().map(OsString::as_os_str))
-            .map(cstr)
-            .collect();
-        let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        ptrs.push(std::ptr::null());
-        // SAFETY: `argv` and `ptrs` outlive the call; `ptrs` is a
-        // NULL-terminated array of NUL-terminated strings.
-        unsafe { libc::execvp(argv[0].as_ptr(), ptrs.as_ptr()) };
+        let argv =
+            CArray::new(std::iter::once(program).chain(args.iter().map(OsString::as_os_str)));
+        // SAFETY: `argv` outlives the call and is a NULL-terminated array
+        // of NUL-terminated strings, the first one PROGRAM.
+        unsafe { libc::execvp(*argv.as_ptr(), argv.as_ptr()) };
         io::Error::last_os_error()
+    }
+
+    /// An `argv` or `envp` for exec: NUL-terminated strings and the
+    /// NULL-terminated array of pointers to them, made before the exec
+    /// (or the fork) that uses it.
+    #[derive(Debug)]
+    pub struct CArray {
+        _strings: Vec<CString>,
+        ptrs: Vec<*const libc::c_char>,
+    }
+
+    impl CArray {
+        pub fn new<S: AsRef<OsStr>>(items: impl IntoIterator<Item = S>) -> CArray {
+            // Arguments and environment entries come from the OS, or from
+            // our own formatting: no NUL bytes.
+            let strings: Vec<CString> = items
+                .into_iter()
+                .map(|s| CString::new(s.as_ref().as_bytes()).unwrap_or_default())
+                .collect();
+            // The pointers stay valid when `strings` moves: each CString
+            // owns its buffer.
+            let ptrs = strings
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect();
+            CArray {
+                _strings: strings,
+                ptrs,
+            }
+        }
+
+        pub fn as_ptr(&self) -> *const *const libc::c_char {
+            self.ptrs.as_ptr()
+        }
     }
 }
 

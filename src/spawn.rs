@@ -12,13 +12,14 @@
 //!
 //! Between fork and exec the child only makes raw syscalls ([`Setup`]).
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
 use crate::cli::{Args, LISTEN_VARS};
 use crate::exec::ExecError;
+use crate::exec::env::CArray;
 use crate::inherit::HANDOFF_VAR;
 
 /// Finds PROGRAM the way execvp(3) will (PATH from the environment PROGRAM
@@ -205,17 +206,7 @@ impl Child {
     #[allow(unsafe_code)]
     pub fn spawn(&self, setup: &Setup) -> io::Result<i32> {
         use std::os::fd::AsRawFd;
-        // Strings from argv, the environment or our own formatting: no NUL.
-        let cstr = |s: &OsString| CString::new(s.as_encoded_bytes()).unwrap_or_default();
-        let argv: Vec<CString> = self.argv.iter().map(cstr).collect();
-        let env: Vec<CString> = self.env.iter().map(cstr).collect();
-        let nul_terminated = |v: &[CString]| {
-            v.iter()
-                .map(|s| s.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect::<Vec<*const libc::c_char>>()
-        };
-        let (argv_ptrs, env_ptrs) = (nul_terminated(&argv), nul_terminated(&env));
+        let (argv, env) = (CArray::new(&self.argv), CArray::new(&self.env));
         let (status_r, status_w) = io::pipe()?;
         let w = status_w.as_raw_fd();
         // SAFETY: gracewrap is single-threaded, so the child may run any
@@ -227,11 +218,7 @@ impl Child {
                 // SAFETY: NULL-terminated arrays of NUL-terminated strings
                 // that outlive the call.
                 Ok(()) => unsafe {
-                    libc::execve(
-                        c"/proc/self/exe".as_ptr(),
-                        argv_ptrs.as_ptr(),
-                        env_ptrs.as_ptr(),
-                    );
+                    libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), env.as_ptr());
                     errno()
                 },
                 Err(e) => e,
