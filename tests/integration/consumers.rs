@@ -33,8 +33,7 @@ const README_CURL: &str = "$ curl http://127.0.0.1:8000/";
 const TEST_ADDR: &str = "127.0.0.1:0";
 
 fn readme() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/README.md");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    repo_file("examples/README.md")
 }
 
 /// What examples/README.md holds, in order, prose left out.

@@ -22,11 +22,6 @@ use rustix::process::Signal;
 use crate::supervise::{alive, kill, manager_next_from, notify_manager, wait_for_child};
 use crate::util::*;
 
-fn repo_file(rel: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// `docker stop`'s grace period when nothing sets another one.
 const DOCKER_STOP_GRACE: Duration = Duration::from_secs(10);
 

@@ -30,6 +30,12 @@ where
     cmd
 }
 
+/// A file of this repository (`examples/README.md`), as text.
+pub fn repo_file(rel: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Path of an example binary, built on first use. Plain `cargo test`
 /// builds examples next to the test binary's target dir; other invocations
 /// (`cargo test --test integration`) do not, so build it if it is missing.
