@@ -13,6 +13,9 @@
 #   systemd-socket-activate   (waits for a first connection: the driver
 #               connects to trigger it, and that connect is counted)
 #   systemfd    (cargo install systemfd, into target/bench-tools)
+#   baseline    BASELINE=/path/to/an/older/gracewrap, when given: a build
+#               of another commit, to compare a change before and after
+#               in the same run
 # each with PROGRAM = /bin/true, for 1 and for 1000 TCP listeners on
 # 127.0.0.1, and prints median microseconds and ratios. Then gracewrap's
 # private memory (RssAnon) at the moment it calls execve, read with gdb.
@@ -21,7 +24,8 @@
 # within 1.50x, both below systemd-socket-activate and systemfd; RssAnon
 # before exec under 512 kB with 1000 sockets.
 #
-# Usage: benches/overhead.sh [RUNS]    (default 2000; a tenth for 1000 sockets)
+# Usage: [BASELINE=BINARY] benches/overhead.sh [RUNS]
+#        (RUNS default 2000; a tenth for 1000 sockets)
 # Needs: cargo, gcc with static glibc (libc6-dev); optional: gdb,
 # systemd (systemd-socket-activate), network access for cargo install.
 set -euo pipefail
@@ -55,7 +59,7 @@ if [[ -z $systemfd ]]; then
 	fi
 fi
 
-# Ports: one block of 8 x 1100 consecutive ports nobody listens on (the
+# Ports: one block of 9 x 1100 consecutive ports nobody listens on (the
 # benchmark must not collide with servers on this machine), then
 # 1100 ports per tool.
 block=
@@ -65,13 +69,13 @@ pick_block() {
 	for _ in $(seq 100); do
 		# Below the ephemeral range (32768-60999), where outgoing connections
 		# of anything else running here would collide.
-		base=$((10000 + RANDOM % (32768 - 10000 - 8800)))
-		if ! awk -v b="$base" '$1 >= b && $1 < b + 8800 { f = 1 } END { exit !f }' <<<"$used"; then
+		base=$((10000 + RANDOM % (32768 - 10000 - 9900)))
+		if ! awk -v b="$base" '$1 >= b && $1 < b + 9900 { f = 1 } END { exit !f }' <<<"$used"; then
 			block=$base
 			return
 		fi
 	done
-	echo "no free block of 8800 ports found" >&2
+	echo "no free block of 9900 ports found" >&2
 	exit 1
 }
 pick_block
@@ -94,6 +98,10 @@ bench() { # COUNT RUNS
 	if [[ -n $musl ]]; then
 		b=$(port_base 7); labels+=(gracewrap-musl)
 		cmds+=("$musl $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
+	fi
+	if [[ -n ${BASELINE:-} ]]; then
+		b=$(port_base 8); labels+=(baseline)
+		cmds+=("$BASELINE $(specs '-l tcp:127.0.0.1:%d' "$n" "$b")-- /bin/true")
 	fi
 	if [[ -n $ssa ]]; then
 		b=$(port_base 4); labels+=(systemd-socket-activate)

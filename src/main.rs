@@ -1,87 +1,65 @@
 //! gracewrap: bind (or take over) listening sockets, put them at fd 3, 4, ...
-//! with the environment sd_listen_fds(3) expects, and exec PROGRAM.
+//! with the environment sd_listen_fds(3) expects, and exec or supervise
+//! PROGRAM.
 //!
-//! `run` only maps the outcome to an exit status; see EXIT STATUS in
-//! man/gracewrap.1 for the contract.
+//! The layers, each using only those below it (`.ci/structure` checks):
 //!
-//! gracewrap defines the C `main` itself (`no_main`): the Rust runtime's
-//! start-up (stack-overflow guard detection through /proc/self/maps, an
-//! alternate signal stack, SIGPIPE ignored before we can see what our
-//! caller had) costs about 50 us, a tenth of an exec wrapper's whole run,
-//! and none of it is needed for a program that execs within microseconds.
-//! `signals::startup` and `fds::ensure_stdio` do the two parts that matter.
+//! ```text
+//! main      parse -> mode::run -> exit status
+//! mode      exec, accept, supervise (+ resident: what the last two share)
+//! handoff   inherited sockets, the plan, fd placement: one Handoff value
+//! socket    open one Spec: inet, unix files, options
+//! cli       argv -> Args with a Mode
+//! spec      the SPEC grammar
+//! sys       processes, signals, users, sd_notify, raw calls
+//! protocol  LISTEN_* and NOTIFY_SOCKET names, FIRST_FD
+//! exit msg  the exit status; how messages are worded
+//! ```
 #![cfg_attr(not(test), no_main)]
 // The unit-test build has libtest's main instead of ours, so the entry path
 // is unused there.
 #![cfg_attr(test, allow(dead_code))]
 
-mod accept;
 mod cli;
-mod exec;
-mod fds;
-mod inherit;
+mod exit;
+mod handoff;
+mod mode;
 mod msg;
-mod notify;
-mod prepare;
-mod signals;
-mod sockets;
-mod spawn;
+mod protocol;
+mod socket;
 mod spec;
-mod supervise;
-mod user;
+mod sys;
 
+use std::ffi::OsString;
 use std::io::Write;
 
-use crate::cli::{Parsed, UsageError};
-use crate::exec::ExecError;
+use crate::cli::Parsed;
+use crate::exit::Status;
 
-/// Usage error: bad option, bad SPEC, missing PROGRAM.
-const EXIT_USAGE: u8 = 2;
-/// gracewrap itself failed before exec (bind, fds, limits).
-const EXIT_FAILED: u8 = 125;
+// The C entry point (see sys/process.rs for why gracewrap has its own).
+c_main!(run);
 
-#[cfg(not(test))]
-#[allow(unsafe_code)]
-#[unsafe(no_mangle)]
-extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
-    signals::startup();
-    fds::ensure_stdio();
-    // From main's own argv: std::env::args_os() is filled in by glibc's
-    // .init_array hook only, and is empty under musl.
-    let args = (1..usize::try_from(argc).unwrap_or(0)).map(|i| {
-        use std::os::unix::ffi::OsStrExt;
-        // SAFETY: the C runtime passes argc valid NUL-terminated strings.
-        let arg = unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) };
-        std::ffi::OsStr::from_bytes(arg.to_bytes()).to_owned()
-    });
-    libc::c_int::from(run(args))
-}
-
-/// Everything after start-up; returns the exit status.
-fn run(args: impl Iterator<Item = std::ffi::OsString>) -> u8 {
-    let err = match cli::parse(args) {
+/// Everything, given the arguments after `argv[0]`; returns the exit
+/// status. First the two start-up duties the skipped Rust runtime would
+/// have done: SIGPIPE ignored for our own messages (remembering the
+/// caller's), and fds 0-2 open.
+fn run(argv: Vec<OsString>) -> u8 {
+    sys::signals::startup();
+    handoff::ensure_stdio();
+    let result = match cli::parse(argv) {
         Ok(Parsed::Help) => return print(cli::HELP),
         Ok(Parsed::Version) => {
             return print(concat!("gracewrap ", env!("CARGO_PKG_VERSION"), "\n"));
         }
-        Ok(Parsed::Run(args)) => match exec::run(*args) {
-            Ok(code) => return code,
-            Err(e) => e,
-        },
-        Err(usage) => usage.into(),
+        Ok(Parsed::Run(args)) => mode::run(*args),
+        Err(usage) => Err(usage.into()),
     };
-    msg::say(format_args!("{err:#}"));
-    exit_code(&err)
-}
-
-/// The documented exit status for a failure.
-fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<UsageError>().is_some() {
-        EXIT_USAGE
-    } else if let Some(e) = err.downcast_ref::<ExecError>() {
-        e.exit_code()
-    } else {
-        EXIT_FAILED
+    match result {
+        Ok(status) => status.code(),
+        Err(err) => {
+            msg::say(format_args!("{err:#}"));
+            Status::of(&err).code()
+        }
     }
 }
 
@@ -91,6 +69,6 @@ fn print(text: &str) -> u8 {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => 0,
-        Err(_) => EXIT_FAILED,
+        Err(_) => Status::Failed.code(),
     }
 }

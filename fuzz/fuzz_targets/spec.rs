@@ -1,4 +1,4 @@
-//! Fuzzes the `--listen` SPEC parser (src/spec.rs, pure std, included as a
+//! Fuzzes the `--listen` SPEC parser (src/spec/mod.rs, pure std, included as a
 //! module): no input may panic it, and whatever parses must come back
 //! unchanged through its canonical form, which is what gracewrap prints and
 //! what `--datagram`/`--seqpacket` re-parse.
@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code)]
-#[path = "../../src/spec.rs"]
+#[path = "../../src/spec/mod.rs"]
 mod spec;
 
 use spec::{Spec, UnixKind};

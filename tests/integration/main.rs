@@ -26,6 +26,8 @@ mod inherit;
 mod interop;
 /// The bad-input matrix: every row of docs/bad-input.md.
 mod matrix;
+/// Finding PROGRAM: one PATH search in every mode.
+mod path;
 /// Property tests of fd placement against the real binary.
 mod props;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.

@@ -3,7 +3,7 @@
 //!
 //! gracewrap keeps the sockets (placed once at fd 3.. in this process) and
 //! runs PROGRAM as a child on them (a *generation*, started through
-//! spawn.rs so that its `LISTEN_PID` is its own pid). On the restart
+//! resident.rs so that its `LISTEN_PID` is its own pid). On the restart
 //! signal it starts a new generation on the same sockets; only when that
 //! one is ready (READY=1 on our NOTIFY_SOCKET, or `--ready-delay`) does the
 //! old one get the stop signal, then SIGKILL after `--stop-timeout`.
@@ -24,21 +24,28 @@
 //! - every child is reaped, re-parented orphans included (gracewrap is a
 //!   child subreaper when it is not PID 1).
 
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+//!
+//! Each generation is in one [`State`]; every deadline the supervisor
+//! keeps comes from one function ([`Supervisor::deadlines`]), which both
+//! the poll timeout and the timer handler use, so the two cannot drift.
+
+use std::ffi::OsStr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::process::{Pid, WaitOptions, WaitStatus, wait};
+use rustix::process::{Pid, WaitStatus};
 
-use crate::cli::{Args, Supervise, signal_name};
-use crate::fds;
+use super::resident::{self, Spawn};
+use crate::cli::{Args, Supervise, program_name, signal_name};
+use crate::exit::Status;
+use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, reason, say};
-use crate::notify::{self, Listener, Upstream};
-use crate::prepare::{self, Prepared};
-use crate::signals::{Blocked, Watch};
-use crate::spawn::{self, Setup};
+use crate::protocol::NOTIFY_SOCKET;
+use crate::sys::notify::{Listener, Upstream};
+use crate::sys::raw::monotonic_usec;
+use crate::sys::signals::Watch;
 
 /// Signals passed on to the current generation (tini's set, minus the
 /// ones gracewrap acts on).
@@ -62,23 +69,52 @@ const FORWARD: [i32; 13] = [
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often leftovers are looked for during the last stop: they are not
+/// all ours to hear of through SIGCHLD.
+const LEFTOVER_POLL: Duration = Duration::from_millis(20);
+
+/// Where a generation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Started, not ready yet: no READY=1, `--ready-delay` not over.
+    Starting,
+    /// Ready: it serves (or served) the sockets.
+    Ready,
+    /// It got the stop signal; SIGKILL follows at `kill_at`.
+    Stopping { kill_at: Instant },
+    /// It got SIGKILL; only reaping is left.
+    Killed,
+}
 
 #[derive(Debug)]
 struct Gen {
     id: u64,
     pid: i32,
     started: Instant,
-    ready: bool,
-    /// Set once the stop signal was sent: when SIGKILL follows.
-    kill_at: Option<Instant>,
-    killed: bool,
+    state: State,
+}
+
+/// Something the supervisor must do at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// `--ready-delay` is over for a generation still starting.
+    ReadyDelay(u64),
+    /// `--ready-timeout` is over for the candidate.
+    ReadyTimeout(u64),
+    /// `--stop-timeout` is over for a stopping generation.
+    Kill(u64),
+    /// The back-off after a crash (`--restart-on-exit`) is over.
+    Respawn,
+    /// Look for leftovers again during the last stop; SIGKILL them once
+    /// the stop timeout is over.
+    Leftovers,
 }
 
 struct Supervisor<'a> {
     args: &'a Args,
-    sup: Supervise,
-    /// The sockets at 3.., kept open for every generation to come.
-    sockets: Vec<OwnedFd>,
+    sup: &'a Supervise,
+    /// The sockets, at 3.. in this process, for every generation to come.
+    handoff: Handoff,
     names: String,
     watch: Watch,
     notify: Listener,
@@ -93,7 +129,7 @@ struct Supervisor<'a> {
     announced: bool,
     shutting_down: bool,
     /// Exit status to return once every generation is gone.
-    status: Option<u8>,
+    status: Option<Status>,
     respawn_at: Option<Instant>,
     /// Set once the generations are gone during shutdown and other children
     /// (orphans re-parented to us, a generation's leftover workers) got the
@@ -102,37 +138,25 @@ struct Supervisor<'a> {
     backoff: Duration,
 }
 
-pub fn run(args: &Args, prepared: Prepared) -> Result<u8> {
-    let sup = args.supervise.clone().unwrap_or_default();
-    let created = prepared.created.clone();
-    let pid_file = sup.pid_file.clone();
-    let result = start(args, sup, prepared).and_then(|mut s| s.run());
-    // gracenet never closed what it stopped using; we close everything
-    // (by exiting) and remove the files we made.
-    prepare::remove_created(&created);
-    if let Some(path) = pid_file {
+/// Supervises until the last generation is gone; returns its status.
+/// The pid file and the handoff's socket files go on every way out.
+pub fn run(args: &Args, sup: &Supervise, handoff: Handoff) -> Result<Status> {
+    let result = start(args, sup, handoff).and_then(|mut s| s.run());
+    if let Some(path) = &sup.pid_file {
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-fn start<'a>(args: &'a Args, sup: Supervise, prepared: Prepared) -> Result<Supervisor<'a>> {
-    spawn::resolve(args)?;
-    spawn::check_chdir(args)?;
-    let Prepared { sockets, limit, .. } = prepared;
-    let names = sockets.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
-    let inherited: Vec<bool> = sockets.iter().map(|s| s.inherited).collect();
-    let sockets = fds::place(sockets.into_iter().map(|s| s.fd).collect())
-        .map_err(|e| anyhow!("cannot move the sockets to fd 3..: {}", reason(e)))?;
-    if args.verbose || args.listen.iter().any(crate::spec::Spec::wants_free_port) {
-        for ((fd, name), inherited) in sockets.iter().zip(&names).zip(inherited) {
-            crate::exec::report(fd, name, inherited);
-        }
+fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result<Supervisor<'a>> {
+    resident::check(args)?;
+    handoff.place()?;
+    if super::report_sockets(args) {
+        handoff.report();
     }
     let mut caught = vec![sup.restart_signal, libc::SIGTERM, libc::SIGCHLD];
     caught.extend(FORWARD.iter().filter(|s| **s != sup.restart_signal));
-    let watch = Watch::new(&caught)
-        .map_err(|e| anyhow!("cannot set up signal handling: {}", io_reason(&e)))?;
+    let watch = resident::watch(&caught)?;
     let notify = Listener::new()
         .map_err(|e| anyhow!("cannot create the notification socket: {}", reason(e)))?;
     let upstream = Upstream::from_env();
@@ -143,12 +167,13 @@ fn start<'a>(args: &'a Args, sup: Supervise, prepared: Prepared) -> Result<Super
     if let Some(path) = &sup.pid_file {
         write_pid_file(path)?;
     }
-    limit.restore();
+    handoff.restore_limit();
+    let names = handoff.names();
     let mut s = Supervisor {
         args,
         sup,
-        sockets,
-        names: names.join(":"),
+        handoff,
+        names,
         watch,
         notify,
         upstream,
@@ -170,8 +195,8 @@ fn start<'a>(args: &'a Args, sup: Supervise, prepared: Prepared) -> Result<Super
 }
 
 /// Writes our pid to `path` atomically (a temporary file, then rename).
-fn write_pid_file(path: &PathBuf) -> Result<()> {
-    let mut tmp = path.clone().into_os_string();
+fn write_pid_file(path: &Path) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let write = std::fs::write(&tmp, format!("{}\n", std::process::id()))
         .and_then(|()| std::fs::rename(&tmp, path));
@@ -183,15 +208,6 @@ fn write_pid_file(path: &PathBuf) -> Result<()> {
             io_reason(&e)
         )
     })
-}
-
-/// 128+signal, or the exit code, as a shell reports it.
-fn exit_code(status: WaitStatus) -> u8 {
-    if let Some(sig) = status.terminating_signal() {
-        (128 + sig).min(255) as u8
-    } else {
-        status.exit_status().unwrap_or(0) as u8
-    }
 }
 
 fn describe(status: WaitStatus) -> String {
@@ -217,6 +233,10 @@ impl Supervisor<'_> {
         }
     }
 
+    fn serving(&self) -> String {
+        self.current.map_or("nothing".into(), |c| self.label(c))
+    }
+
     fn up(&self, text: &str) {
         if let Some(u) = &self.upstream {
             u.send(text);
@@ -225,33 +245,30 @@ impl Supervisor<'_> {
 
     /// Starts a new generation; returns its id.
     fn spawn(&mut self) -> Result<u64> {
-        let mut cmd = spawn::gracewrap_child(self.args, self.sockets.len(), &self.names);
-        cmd.env("NOTIFY_SOCKET", &self.notify.env_value);
-        let blocked = Blocked::all();
-        let mut setup = Setup::new(
-            &self.watch.signals(),
-            self.args.keep_signals,
-            blocked.old_mask(),
-        );
-        setup.deathsig = true;
-        setup.new_group = self.sup.process_group;
-        let pid = cmd.spawn(&setup).map_err(|e| {
+        let notify = self.notify.env_value.clone();
+        let env: [(&str, &OsStr); 1] = [(NOTIFY_SOCKET, &notify)];
+        let how = Spawn {
+            fd3: None,
+            count: self.handoff.len(),
+            names: &self.names,
+            inetd: false,
+            env: &env,
+            new_group: self.sup.process_group,
+        };
+        let pid = resident::spawn(self.args, &self.watch, &how).map_err(|e| {
             anyhow!(
                 "cannot start {}: {}",
-                spawn::program_name(self.args),
+                program_name(self.args),
                 io_reason(&e)
             )
         })?;
-        drop(blocked);
         let id = self.next_id;
         self.next_id += 1;
         self.gens.push(Gen {
             id,
             pid,
             started: Instant::now(),
-            ready: false,
-            kill_at: None,
-            killed: false,
+            state: State::Starting,
         });
         if self.args.verbose {
             say(format_args!("started {}", self.label(id)));
@@ -265,30 +282,29 @@ impl Supervisor<'_> {
         kill(pid, sig, self.sup.process_group);
     }
 
-    /// Sends the stop signal to a generation (SIGKILL follows later).
+    /// Sends the stop signal to a generation (SIGKILL follows later), or
+    /// SIGKILL at once with `--stop-timeout 0`.
     fn stop(&mut self, id: u64) {
         let (sig, timeout) = (self.sup.stop_signal, self.sup.stop_timeout);
         let Some(g) = self.generation_mut(id) else {
             return;
         };
-        if g.kill_at.is_some() {
+        if matches!(g.state, State::Stopping { .. } | State::Killed) {
             return;
         }
-        g.kill_at = Some(Instant::now() + timeout);
+        let (state, sig) = if timeout.is_zero() {
+            (State::Killed, libc::SIGKILL)
+        } else {
+            (
+                State::Stopping {
+                    kill_at: Instant::now() + timeout,
+                },
+                sig,
+            )
+        };
+        g.state = state;
         let pid = g.pid;
-        self.signal(
-            pid,
-            if timeout.is_zero() {
-                libc::SIGKILL
-            } else {
-                sig
-            },
-        );
-        if timeout.is_zero()
-            && let Some(g) = self.generation_mut(id)
-        {
-            g.killed = true;
-        }
+        self.signal(pid, sig);
     }
 
     /// A restart: tells the service manager we are reloading (READY=1
@@ -301,10 +317,7 @@ impl Supervisor<'_> {
             // Here, not at the signal, so that a queued restart says so too.
             say(format_args!("restarting"));
         }
-        self.up(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}",
-            notify::monotonic_usec()
-        ));
+        self.up(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         self.start_generation();
     }
 
@@ -332,14 +345,16 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Starting -> Ready. A ready candidate replaces the current
+    /// generation, which gets the stop signal.
     fn on_ready(&mut self, id: u64) {
         let Some(g) = self.generation_mut(id) else {
             return;
         };
-        if g.ready || g.kill_at.is_some() {
+        if g.state != State::Starting {
             return;
         }
-        g.ready = true;
+        g.state = State::Ready;
         let label = self.label(id);
         if self.candidate == Some(id) {
             self.candidate = None;
@@ -370,6 +385,16 @@ impl Supervisor<'_> {
             } else {
                 self.up(&format!("STATUS=serving: {label}"));
             }
+        }
+    }
+
+    /// The candidate is gone (it exited, or was not ready in time): the
+    /// current generation keeps serving, and a queued restart starts.
+    fn candidate_failed(&mut self, why: &str) {
+        self.candidate = None;
+        self.up(&format!("READY=1\nSTATUS=restart failed: {why}"));
+        if std::mem::take(&mut self.pending_restart) {
+            self.start_restart();
         }
     }
 
@@ -432,192 +457,195 @@ impl Supervisor<'_> {
     }
 
     fn reap(&mut self) {
-        loop {
-            // wait(2), not waitpid(None): rustix maps None to pid 0, "my
-            // process group", which misses --process-group generations and
-            // orphans from other groups.
-            let (pid, status) = match wait(WaitOptions::NOHANG) {
-                Ok(Some(x)) => x,
-                Ok(None) | Err(_) => return,
-            };
-            let pid = pid.as_raw_nonzero().get();
-            let Some(pos) = self.gens.iter().position(|g| g.pid == pid) else {
-                continue; // a re-parented orphan: reaped, nothing else to do
-            };
-            let g = self.gens.remove(pos);
-            let label = format!("generation {} (pid {})", g.id, g.pid);
-            if self.candidate == Some(g.id) {
-                self.candidate = None;
-                say(format_args!(
-                    "{label} {} before it was ready; {} keeps serving",
-                    describe(status),
-                    self.current.map_or("nothing".into(), |c| self.label(c))
-                ));
-                self.up(&format!(
-                    "READY=1\nSTATUS=restart failed: {label} {}",
-                    describe(status)
-                ));
-                if std::mem::take(&mut self.pending_restart) {
-                    self.start_restart();
-                }
-            } else if self.current == Some(g.id) {
-                self.current = None;
-                if self.shutting_down {
-                    self.status = Some(exit_code(status));
-                } else if self.sup.restart_on_exit {
-                    self.backoff = if g.started.elapsed() >= STABLE_AFTER {
-                        BACKOFF_FIRST
-                    } else {
-                        self.backoff
-                    };
-                    say(format_args!(
-                        "{label} {}; starting a new generation in {}",
-                        describe(status),
-                        Dur(self.backoff)
-                    ));
-                    if let Some(next) = self.candidate.take() {
-                        self.current = Some(next);
-                    } else {
-                        self.respawn_at = Some(Instant::now() + self.backoff);
-                    }
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
-                } else {
-                    if self.args.verbose {
-                        say(format_args!("{label} {}; stopping", describe(status)));
-                    }
-                    self.status = Some(exit_code(status));
-                    self.shutdown();
-                }
-            } else if self.args.verbose {
-                say(format_args!("{label} {}", describe(status)));
+        let mut exited = Vec::new();
+        resident::reap(|pid, status| exited.push((pid, status)));
+        for (pid, status) in exited {
+            // Not a generation: a re-parented orphan, reaped; nothing else.
+            if let Some(pos) = self.gens.iter().position(|g| g.pid == pid) {
+                let g = self.gens.remove(pos);
+                self.on_exit(g, status);
             }
         }
     }
 
-    /// Deadlines: ready delays, the ready timeout, stop timeouts, respawn.
-    fn on_timers(&mut self, now: Instant) {
-        let delay = self.sup.ready_delay;
-        let due: Vec<u64> = self
-            .gens
-            .iter()
-            .filter(|g| {
-                !g.ready && g.kill_at.is_none() && delay.is_some_and(|d| now >= g.started + d)
-            })
-            .map(|g| g.id)
-            .collect();
-        for id in due {
-            self.on_ready(id);
-        }
-        if let Some(id) = self.candidate
-            && self
-                .generation(id)
-                .is_some_and(|g| now >= g.started + self.sup.ready_timeout)
-        {
-            self.candidate = None;
-            let label = self.label(id);
+    fn on_exit(&mut self, g: Gen, status: WaitStatus) {
+        let label = format!("generation {} (pid {})", g.id, g.pid);
+        if self.candidate == Some(g.id) {
             say(format_args!(
-                "{label} was not ready within {} (no READY=1 on NOTIFY_SOCKET; --ready-delay serves programs that do not notify); stopping it, {} keeps serving",
-                Dur(self.sup.ready_timeout),
-                self.current.map_or("nothing".into(), |c| self.label(c))
+                "{label} {} before it was ready; {} keeps serving",
+                describe(status),
+                self.serving()
             ));
-            self.up(&format!(
-                "READY=1\nSTATUS=restart failed: {label} not ready"
-            ));
-            self.stop(id);
-            if std::mem::take(&mut self.pending_restart) {
-                self.start_restart();
-            }
-        }
-        let overdue: Vec<i32> = self
-            .gens
-            .iter_mut()
-            .filter(|g| !g.killed && g.kill_at.is_some_and(|t| now >= t))
-            .map(|g| {
-                g.killed = true;
-                g.pid
-            })
-            .collect();
-        for pid in overdue {
-            if self.args.verbose {
+            self.candidate_failed(&format!("{label} {}", describe(status)));
+        } else if self.current == Some(g.id) {
+            self.current = None;
+            if self.shutting_down {
+                self.status = Some(Status::of_wait(status));
+            } else if self.sup.restart_on_exit {
+                if g.started.elapsed() >= STABLE_AFTER {
+                    self.backoff = BACKOFF_FIRST;
+                }
                 say(format_args!(
-                    "pid {pid} did not stop within {}: SIGKILL",
-                    Dur(self.sup.stop_timeout)
+                    "{label} {}; starting a new generation in {}",
+                    describe(status),
+                    Dur(self.backoff)
                 ));
+                if let Some(next) = self.candidate.take() {
+                    self.current = Some(next);
+                } else {
+                    self.respawn_at = Some(Instant::now() + self.backoff);
+                }
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            } else {
+                if self.args.verbose {
+                    say(format_args!("{label} {}; stopping", describe(status)));
+                }
+                self.status = Some(Status::of_wait(status));
+                self.shutdown();
             }
-            self.signal(pid, libc::SIGKILL);
-        }
-        if self.respawn_at.is_some_and(|t| now >= t) {
-            self.respawn_at = None;
-            // Not a reload: no RELOADING=1 for the service manager.
-            if !self.shutting_down {
-                self.start_generation();
-            }
+        } else if self.args.verbose {
+            say(format_args!("{label} {}", describe(status)));
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let mut times: Vec<Instant> = Vec::new();
-        for g in &self.gens {
-            if let (false, None, Some(d)) = (g.ready, g.kill_at, self.sup.ready_delay) {
-                times.push(g.started + d);
-            }
-            if let Some(t) = g.kill_at.filter(|_| !g.killed) {
-                times.push(t);
-            }
+    /// Every pending deadline, in the order they are handled when several
+    /// are due at once. The one source of truth for the poll timeout
+    /// ([`Supervisor::next_deadline`]) and the timers ([`Supervisor::on_timers`]).
+    fn deadlines(&self, now: Instant) -> Vec<(Instant, Timer)> {
+        let mut out = Vec::new();
+        if let Some(delay) = self.sup.ready_delay {
+            out.extend(
+                self.gens
+                    .iter()
+                    .filter(|g| g.state == State::Starting)
+                    .map(|g| (g.started + delay, Timer::ReadyDelay(g.id))),
+            );
         }
-        if let Some(g) = self.candidate.and_then(|id| self.generation(id)) {
-            times.push(g.started + self.sup.ready_timeout);
+        if let Some(g) = self.candidate.and_then(|id| self.generation(id))
+            && g.state == State::Starting
+        {
+            out.push((
+                g.started + self.sup.ready_timeout,
+                Timer::ReadyTimeout(g.id),
+            ));
         }
-        times.extend(self.respawn_at);
+        out.extend(self.gens.iter().filter_map(|g| match g.state {
+            State::Stopping { kill_at } => Some((kill_at, Timer::Kill(g.id))),
+            _ => None,
+        }));
+        out.extend(self.respawn_at.map(|t| (t, Timer::Respawn)));
         if let Some(t) = self.leftovers_kill_at {
-            // Poll for leftovers that exit on their own (they are not ours
-            // to be told about through a generation), and the SIGKILL.
-            times.push(t.min(Instant::now() + Duration::from_millis(20)));
+            // Due only at the kill time; woken before that to look again.
+            out.push((t, Timer::Leftovers));
+            out.push(((now + LEFTOVER_POLL).min(t), Timer::Leftovers));
         }
-        times.into_iter().min()
+        out
+    }
+
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        self.deadlines(now).into_iter().map(|(t, _)| t).min()
+    }
+
+    /// Handles every deadline that is due.
+    fn on_timers(&mut self, now: Instant) {
+        let mut due: Vec<Timer> = self
+            .deadlines(now)
+            .into_iter()
+            .filter(|(t, _)| now >= *t)
+            .map(|(_, timer)| timer)
+            .collect();
+        due.dedup();
+        for timer in due {
+            self.fire(timer);
+        }
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::ReadyDelay(id) => self.on_ready(id),
+            Timer::ReadyTimeout(id) => {
+                // Ready by a delay that fell due in the same pass: fine.
+                if self.candidate != Some(id)
+                    || self
+                        .generation(id)
+                        .is_none_or(|g| g.state != State::Starting)
+                {
+                    return;
+                }
+                let label = self.label(id);
+                say(format_args!(
+                    "{label} was not ready within {} (no READY=1 on NOTIFY_SOCKET; --ready-delay serves programs that do not notify); stopping it, {} keeps serving",
+                    Dur(self.sup.ready_timeout),
+                    self.serving()
+                ));
+                self.stop(id);
+                self.candidate_failed(&format!("{label} not ready"));
+            }
+            Timer::Kill(id) => {
+                let Some(g) = self.generation_mut(id) else {
+                    return;
+                };
+                if !matches!(g.state, State::Stopping { .. }) {
+                    return;
+                }
+                g.state = State::Killed;
+                let pid = g.pid;
+                if self.args.verbose {
+                    say(format_args!(
+                        "pid {pid} did not stop within {}: SIGKILL",
+                        Dur(self.sup.stop_timeout)
+                    ));
+                }
+                self.signal(pid, libc::SIGKILL);
+            }
+            Timer::Respawn => {
+                self.respawn_at = None;
+                // Not a reload: no RELOADING=1 for the service manager.
+                if !self.shutting_down {
+                    self.start_generation();
+                }
+            }
+            Timer::Leftovers => {
+                for pid in own_children() {
+                    kill(pid, libc::SIGKILL, false);
+                }
+            }
+        }
     }
 
     /// Once every generation is gone: nothing of ours may outlive us. Any
     /// other child (an orphan re-parented to us, a worker its generation
     /// left behind) gets the stop signal, then SIGKILL after the stop
-    /// timeout. True when there is nothing left.
+    /// timeout ([`Timer::Leftovers`]). True when there is nothing left.
     fn finish_leftovers(&mut self, now: Instant) -> bool {
         let left = own_children();
         if left.is_empty() {
             return true;
         }
-        match self.leftovers_kill_at {
-            None => {
-                if self.args.verbose {
-                    say(format_args!(
-                        "stopping {} leftover process(es): {left:?}",
-                        left.len()
-                    ));
-                }
-                self.leftovers_kill_at = Some(now + self.sup.stop_timeout);
-                for pid in left {
-                    kill(pid, self.sup.stop_signal, false);
-                }
+        if self.leftovers_kill_at.is_none() {
+            if self.args.verbose {
+                say(format_args!(
+                    "stopping {} leftover process(es): {left:?}",
+                    left.len()
+                ));
             }
-            Some(t) if now >= t => {
-                for pid in left {
-                    kill(pid, libc::SIGKILL, false);
-                }
+            self.leftovers_kill_at = Some(now + self.sup.stop_timeout);
+            for pid in left {
+                kill(pid, self.sup.stop_signal, false);
             }
-            Some(_) => {}
         }
         false
     }
 
-    fn run(&mut self) -> Result<u8> {
+    fn run(&mut self) -> Result<Status> {
         loop {
             if self.gens.is_empty()
                 && (self.shutting_down || self.respawn_at.is_none() && self.current.is_none())
                 && self.finish_leftovers(Instant::now())
             {
-                return Ok(self.status.unwrap_or(0));
+                return Ok(self.status.unwrap_or(Status::Program(0)));
             }
-            let timeout = self.next_deadline().map(|t| {
+            let timeout = self.next_deadline(Instant::now()).map(|t| {
                 let d = t.saturating_duration_since(Instant::now());
                 Timespec {
                     tv_sec: d.as_secs() as i64,

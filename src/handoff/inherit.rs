@@ -20,19 +20,17 @@
 //!
 //! gracewrap's own supervisor and accept mode hand sockets to a child
 //! gracewrap before its pid is known: they set `LISTEN_PID` to their own
-//! pid and [`HANDOFF_VAR`] to the same value, and the child accepts the set
-//! when both equal its parent's pid.
+//! pid and [`HANDOFF_VAR`] to the same value ([`crate::protocol::handoff_env`]),
+//! and the child accepts the set when both equal its parent's pid.
 
 use std::env;
 use std::os::fd::{OwnedFd, RawFd};
 
 use anyhow::{Result, anyhow, bail};
 
-use crate::fds;
+use super::fds;
+use crate::protocol::{FIRST_FD, HANDOFF_VAR, pidfd_id};
 use crate::spec::check_name;
-
-/// Marks a set gracewrap handed to its own child; holds the parent's pid.
-pub const HANDOFF_VAR: &str = "GRACEWRAP_HANDOFF";
 
 /// One inherited fd.
 #[derive(Debug)]
@@ -77,7 +75,7 @@ pub fn take() -> Result<Inherited> {
             .parse()
             .map_err(|_| anyhow!("LISTEN_PIDFDID={id_text} is not a number"))?;
         // Without pidfd inode ids (Linux < 6.9) there is nothing to compare.
-        if let Some(own) = crate::exec::pidfd_id()
+        if let Some(own) = pidfd_id()
             && own != id
         {
             return Ok(ignored(format!(
@@ -91,10 +89,10 @@ pub fn take() -> Result<Inherited> {
     let n: i64 = n_text
         .parse()
         .map_err(|_| anyhow!("LISTEN_FDS={n_text} is not a number"))?;
-    if n <= 0 || n > i64::from(i32::MAX - fds::FIRST) {
+    if n <= 0 || n > i64::from(i32::MAX - FIRST_FD) {
         bail!(
             "LISTEN_FDS={n_text} is out of range (1 to {})",
-            i32::MAX - fds::FIRST
+            i32::MAX - FIRST_FD
         );
     }
     let n = n as usize;
@@ -116,13 +114,13 @@ pub fn take() -> Result<Inherited> {
     };
     // The last one first: a huge LISTEN_FDS fails at once instead of after
     // a million fcntl calls.
-    let last = fds::FIRST + n as RawFd - 1;
+    let last = FIRST_FD + n as RawFd - 1;
     if !fds::is_open(last) {
         bail!("LISTEN_FDS={n} but fd {last} is not open");
     }
     let mut out = Vec::with_capacity(n);
     for (i, name) in names.into_iter().enumerate() {
-        let fd = fds::FIRST + i as RawFd;
+        let fd = FIRST_FD + i as RawFd;
         let fd = fds::adopt(fd).ok_or_else(|| anyhow!("LISTEN_FDS={n} but fd {fd} is not open"))?;
         out.push(Fd { fd, name });
     }

@@ -18,42 +18,34 @@ use anyhow::{Result, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::io::Errno;
 use rustix::net::{SocketFlags, accept_with, sockopt};
-use rustix::process::{Pid, WaitOptions, wait};
 
-use crate::cli::{Args, UsageError};
+use super::resident::{self, Spawn};
+use crate::cli::{Args, program_name};
+use crate::exit::{Failure, Status};
+use crate::handoff::Handoff;
 use crate::msg::{io_reason, reason, say};
-use crate::prepare::Prepared;
-use crate::signals::{Blocked, Watch};
-use crate::spawn::{self, Setup};
-
-/// The name the connection gets in `LISTEN_FDNAMES`, as under systemd.
-const CONNECTION_NAME: &str = "connection";
+use crate::protocol::CONNECTION_NAME;
+use crate::socket;
+use crate::sys::signals::Watch;
 
 /// Signals that stop the accept loop.
 const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
-pub fn run(args: &Args, prepared: Prepared) -> Result<u8> {
-    let created = prepared.created.clone();
-    let result = serve(args, prepared);
-    // Resident: the socket files we bound are ours to remove.
-    crate::prepare::remove_created(&created);
-    result
-}
-
-fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
-    let listeners: Vec<OwnedFd> = prepared.sockets.into_iter().map(|s| s.fd).collect();
-    for fd in &listeners {
+/// Accepts until a stop signal; then exit status 0. The handoff's socket
+/// files go when it is dropped, on every way out.
+pub fn run(args: &Args, mut handoff: Handoff, inetd: bool, max: usize) -> Result<Status> {
+    for fd in handoff.fds() {
         if !sockopt::socket_acceptconn(fd).unwrap_or(false) {
             bail!(
                 "--accept needs listening sockets; {} (fd {}) is not one",
-                crate::sockets::describe(fd),
+                socket::describe(fd),
                 fd.as_raw_fd()
             );
         }
     }
     // Only once all of them passed: O_NONBLOCK is shared with whoever gave
     // us an inherited listener, so a refused start must not leave it set.
-    for fd in &listeners {
+    for fd in handoff.fds() {
         // The listeners stay in gracewrap (CLOEXEC: no child sees them).
         // Non-blocking, so a connection another process accepted first
         // cannot stall the loop.
@@ -68,7 +60,7 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
     let name = match &args.fdnames {
         Some(names) if names.len() == 1 => names[0].clone(),
         Some(names) => {
-            return Err(UsageError(format!(
+            return Err(Failure::usage(format!(
                 "--accept passes one connection: give --fdname one name, not {}",
                 names.len()
             ))
@@ -76,30 +68,39 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
         }
         None => CONNECTION_NAME.to_string(),
     };
-    spawn::resolve(args)?;
-    spawn::check_chdir(args)?;
+    resident::check(args)?;
     let mut caught = STOP.to_vec();
     caught.push(libc::SIGCHLD);
-    let watch = Watch::new(&caught)
-        .map_err(|e| anyhow!("cannot set up signal handling: {}", io_reason(&e)))?;
-    prepared.limit.restore();
-    if args.verbose || args.listen.iter().any(crate::spec::Spec::wants_free_port) {
-        for fd in &listeners {
+    let watch = resident::watch(&caught)?;
+    handoff.restore_limit();
+    if super::report_sockets(args) {
+        for fd in handoff.fds() {
             say(format_args!(
                 "accepting on {} (fd {})",
-                crate::sockets::describe(fd),
+                socket::describe(fd),
                 fd.as_raw_fd()
             ));
         }
     }
+    let listeners: Vec<&OwnedFd> = handoff.fds().collect();
+    serve(args, &listeners, &watch, &name, inetd, max)
+}
 
+fn serve(
+    args: &Args,
+    listeners: &[&OwnedFd],
+    watch: &Watch,
+    name: &str,
+    inetd: bool,
+    max: usize,
+) -> Result<Status> {
     let mut children: Vec<i32> = Vec::new();
     let wake = watch.fd();
     loop {
-        let open = children.len() < args.max_connections;
+        let open = children.len() < max;
         let mut polls = vec![PollFd::new(&wake, PollFlags::IN)];
         if open {
-            polls.extend(listeners.iter().map(|fd| PollFd::new(fd, PollFlags::IN)));
+            polls.extend(listeners.iter().map(|fd| PollFd::new(*fd, PollFlags::IN)));
         }
         match poll(&mut polls, None) {
             Ok(_) | Err(Errno::INTR) => {}
@@ -112,7 +113,7 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
             .collect();
         drop(polls);
         let signals = watch.take();
-        reap(&mut children);
+        resident::reap(|pid, _| children.retain(|&c| c != pid));
         if let Some(sig) = signals.iter().find(|s| STOP.contains(s)) {
             if args.verbose {
                 say(format_args!(
@@ -120,10 +121,10 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
                     children.len()
                 ));
             }
-            return Ok(0);
+            return Ok(Status::Program(0));
         }
         for (fd, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
-            while children.len() < args.max_connections {
+            while children.len() < max {
                 let conn = match accept_with(fd, SocketFlags::CLOEXEC) {
                     Ok(conn) => conn,
                     Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => break,
@@ -136,46 +137,27 @@ fn serve(args: &Args, prepared: Prepared) -> Result<u8> {
                         break;
                     }
                 };
-                match start(args, &name, &conn, &watch) {
+                // The connection goes to fd 3; with --inetd the child
+                // gracewrap moves it on to stdin and stdout.
+                let how = Spawn {
+                    fd3: Some(conn.as_fd().as_raw_fd()),
+                    count: 1,
+                    names: name,
+                    inetd,
+                    env: &[],
+                    new_group: false,
+                };
+                match resident::spawn(args, watch, &how) {
+                    // Reaped through SIGCHLD and wait(2).
                     Ok(pid) => children.push(pid),
                     Err(e) => say(format_args!(
-                        "cannot start {} for a connection: {e:#}",
-                        spawn::program_name(args)
+                        "cannot start {} for a connection: {}",
+                        program_name(args),
+                        io_reason(&e)
                     )),
                 }
                 // `conn` closes here: the child has its own copy.
             }
-        }
-    }
-}
-
-/// Starts one child for `conn`; returns its pid.
-fn start(args: &Args, name: &str, conn: &OwnedFd, watch: &Watch) -> Result<i32> {
-    let blocked = Blocked::all();
-    let mut setup = Setup::new(&watch.signals(), args.keep_signals, blocked.old_mask());
-    setup.deathsig = true;
-    // The connection goes to fd 3; with --inetd the child gracewrap moves
-    // it on to stdin and stdout.
-    setup.fd3 = Some(conn.as_fd().as_raw_fd());
-    let pid = spawn::gracewrap_child(args, 1, name)
-        .spawn(&setup)
-        .map_err(|e| anyhow!("{}", io_reason(&e)))?;
-    drop(blocked);
-    // The child is reaped through SIGCHLD and wait(2).
-    Ok(pid)
-}
-
-/// Reaps every child that has exited.
-fn reap(children: &mut Vec<i32>) {
-    loop {
-        // wait(2), not waitpid(None): rustix maps None to pid 0, "my process
-        // group", which misses children in other groups.
-        match wait(WaitOptions::NOHANG) {
-            Ok(Some((pid, _status))) => {
-                let pid = Pid::as_raw(Some(pid));
-                children.retain(|&c| c != pid);
-            }
-            Ok(None) | Err(_) => return,
         }
     }
 }

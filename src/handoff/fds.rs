@@ -13,8 +13,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawF
 use rustix::io::{Errno, FdFlags, fcntl_dupfd_cloexec, fcntl_getfd, fcntl_setfd};
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
-/// `SD_LISTEN_FDS_START` from sd-daemon.h.
-pub const FIRST: RawFd = 3;
+use crate::protocol::FIRST_FD as FIRST;
 
 /// Opens /dev/null on any of fds 0-2 that is closed, as the Rust runtime
 /// would (gracewrap skips the runtime's start-up, see main.rs): otherwise a
@@ -251,8 +250,8 @@ pub fn reserve(need: u64, want: u64) -> Result<NofileLimit, u64> {
 impl NofileLimit {
     /// Puts the original soft limit back (before exec). Fds above it stay
     /// open; the limit only affects new ones.
-    pub fn restore(self) {
-        if let Some(lim) = self.0 {
+    pub fn restore(&mut self) {
+        if let Some(lim) = self.0.take() {
             let _ = setrlimit(Resource::Nofile, lim);
         }
     }

@@ -4,7 +4,7 @@
 //!
 //! 1. inherited fds (LISTEN_FDS for us) keep their positions 3.. and names;
 //! 2. each `--listen` first looks for an inherited socket: by NAME if both
-//!    have one, else by type and address (0.0.0.0:p and [::]:p count as
+//!    have one, else by type and address (`0.0.0.0:p` and `[::]:p` count as
 //!    the same, as in gracenet's isSameAddr; port 0 never matches). A match
 //!    is reused, never bound twice;
 //! 3. specs without a match are bound and follow in command-line order;
@@ -13,94 +13,22 @@
 
 use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
 use rustix::net::{SocketAddrUnix, SocketType, getsockname, sockopt};
 
-use crate::cli::{Args, Inherited as Policy, UsageError};
-use crate::fds::{self, NofileLimit, TakeError};
-use crate::inherit;
+use super::fds::{self, TakeError};
+use super::inherit;
+use super::{Created, Handoff, Socket};
+use crate::cli::{Args, Inherited as Policy, Mode};
+use crate::exit::Failure;
 use crate::msg::{reason, say};
-use crate::sockets;
+use crate::protocol::{DEFAULT_NAME, FIRST_FD};
+use crate::socket;
 use crate::spec::{Addr, Family, Host, Proto, Spec, UnixKind, UnixPath};
-
-/// The name of a socket without NAME=, the default libsystemd reports.
-pub const DEFAULT_NAME: &str = "unknown";
-
-/// One socket PROGRAM will get.
-#[derive(Debug)]
-pub struct Socket {
-    pub fd: OwnedFd,
-    /// Borrowed for the default name: no allocation per unnamed socket.
-    pub name: Cow<'static, str>,
-    pub inherited: bool,
-}
-
-/// A unix socket file gracewrap bound, to remove when gracewrap exits
-/// while still resident (in exec mode PROGRAM owns it). Identified by
-/// inode, so a file someone else put there since is left alone.
-#[derive(Debug, Clone)]
-pub struct Created {
-    pub path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-/// Removes the socket files gracewrap created, if they are still the ones
-/// it created. Never follows symlinks, never removes anything else.
-pub fn remove_created(created: &[Created]) {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    for c in created {
-        if std::fs::symlink_metadata(&c.path)
-            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == c.dev && m.ino() == c.ino)
-        {
-            let _ = std::fs::remove_file(&c.path);
-        }
-    }
-}
-
-/// The socket files bound so far in this run. Dropped before they are
-/// handed on (an error half-way, a later spec that fails to bind), it
-/// removes them again, so that a failed start leaves the file system as it
-/// found it; see [`remove_created`] for what counts as ours.
-struct Undo(Vec<Created>);
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        remove_created(&self.0);
-    }
-}
-
-fn created(addr: &Addr) -> Option<Created> {
-    use std::os::unix::fs::MetadataExt;
-    let Addr::Unix {
-        path: UnixPath::File(p),
-        ..
-    } = addr
-    else {
-        return None;
-    };
-    let path = absolute(Path::new(p));
-    let m = std::fs::symlink_metadata(&path).ok()?;
-    Some(Created {
-        dev: m.dev(),
-        ino: m.ino(),
-        path,
-    })
-}
-
-/// The sockets in fd order (3, 4, ...), not yet placed.
-#[derive(Debug)]
-pub struct Prepared {
-    pub sockets: Vec<Socket>,
-    /// Unix socket files bound here (not inherited ones).
-    pub created: Vec<Created>,
-    /// RLIMIT_NOFILE as found, to restore for PROGRAM.
-    pub limit: NofileLimit,
-    /// Why LISTEN_FDS was ignored, if it was.
-    pub ignored: Option<String>,
-}
+use crate::sys::raw::vsock;
 
 /// What one `--listen` resolves to.
 enum Choice {
@@ -120,7 +48,8 @@ struct Info {
     addr: Option<rustix::net::SocketAddrAny>,
 }
 
-pub fn prepare(args: &Args) -> Result<Prepared> {
+/// The plan, carried out: every socket open, in fd order, not yet placed.
+pub fn prepare(args: &Args) -> Result<Handoff> {
     check_duplicates(&args.listen)?;
     let inherited = inherit::take()?;
     if let Some(why) = &inherited.ignored
@@ -176,14 +105,15 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         if let Some(fd) = fds::occupied_slots(total, &ours).first() {
             bail!(
                 "fd {fd} is open and would be replaced by socket {}; close it or drop --keep-fds",
-                fd - fds::FIRST + 1
+                fd - FIRST_FD + 1
             );
         }
     } else {
         fds::close_others(&ours);
     }
 
-    let mut sockets: Vec<Socket> = pool
+    let mut handoff = Handoff::new(limit);
+    handoff.sockets = pool
         .into_iter()
         .zip(requested)
         .filter(|(_, requested)| *requested || args.inherited == Policy::Pass)
@@ -193,18 +123,19 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
             inherited: true,
         })
         .collect();
-    let mut made = Undo(Vec::new());
+    // A failure from here on drops `handoff`, which removes the socket
+    // files bound so far: a failed start leaves the file system as it was.
     for (spec, choice) in args.listen.iter().zip(choices) {
         let fd = match choice {
             Choice::Inherited(_) | Choice::Named => continue,
             Choice::Take(fd) => fd,
             Choice::Bind => {
-                let fd = sockets::open(&spec.addr, &spec.opts)?;
-                made.0.extend(created(&spec.addr));
+                let fd = socket::open(&spec.addr, &spec.opts)?;
+                handoff.created.extend(created(&spec.addr));
                 fd
             }
         };
-        sockets.push(Socket {
+        handoff.sockets.push(Socket {
             fd,
             name: spec
                 .name
@@ -214,14 +145,40 @@ pub fn prepare(args: &Args) -> Result<Prepared> {
         });
     }
     // (In --accept mode --fdname names the connection, not the listeners.)
-    if let Some(names) = args.fdnames.as_ref().filter(|_| !args.accept) {
-        apply_fdnames(&mut sockets, names)?;
+    if let Some(names) = args
+        .fdnames
+        .as_ref()
+        .filter(|_| !matches!(args.mode, Mode::Accept { .. }))
+    {
+        apply_fdnames(&mut handoff.sockets, names)?;
     }
-    Ok(Prepared {
-        sockets,
-        created: std::mem::take(&mut made.0),
-        limit,
-        ignored: inherited.ignored,
+    if handoff.sockets.is_empty() {
+        let mut msg = "no sockets: give --listen, or run gracewrap where LISTEN_FDS is set for it"
+            .to_string();
+        if let Some(why) = &inherited.ignored {
+            msg.push_str(&format!(" (LISTEN_FDS was ignored: {why})"));
+        }
+        return Err(Failure::usage(msg).into());
+    }
+    Ok(handoff)
+}
+
+/// The socket file `addr` names, identified by inode, if it is one.
+fn created(addr: &Addr) -> Option<Created> {
+    use std::os::unix::fs::MetadataExt;
+    let Addr::Unix {
+        path: UnixPath::File(p),
+        ..
+    } = addr
+    else {
+        return None;
+    };
+    let path = absolute(Path::new(p));
+    let m = std::fs::symlink_metadata(&path).ok()?;
+    Some(Created {
+        dev: m.dev(),
+        ino: m.ino(),
+        path,
     })
 }
 
@@ -239,7 +196,7 @@ fn apply_fdnames(sockets: &mut [Socket], names: &[String]) -> Result<()> {
             }
         }
         n => {
-            return Err(UsageError(format!(
+            return Err(Failure::usage(format!(
                 "--fdname gives {n} names for {} sockets (give one name, or one per socket)",
                 sockets.len()
             ))
@@ -258,7 +215,7 @@ fn apply_fdnames(sockets: &mut [Socket], names: &[String]) -> Result<()> {
 /// `127.0.0.1:9`, `unix:./a.sock` and `unix:/srv/a.sock` (from /srv) are
 /// the same address. Otherwise the second one fails to bind, with a
 /// message that blames "a server" for what is gracewrap's own socket.
-fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
+fn check_duplicates(specs: &[Spec]) -> Result<(), Failure> {
     let mut keys: Vec<(Addr, usize)> = specs
         .iter()
         .enumerate()
@@ -271,7 +228,7 @@ fn check_duplicates(specs: &[Spec]) -> Result<(), UsageError> {
     };
     let text = |i: usize| String::from_utf8_lossy(&specs[i].addr.to_bytes()).into_owned();
     let (first, second) = (text(w[0].1.min(w[1].1)), text(w[0].1.max(w[1].1)));
-    Err(UsageError(if first == second {
+    Err(Failure::usage(if first == second {
         format!("{first} is given twice")
     } else {
         format!("{first} and {second} are the same address")
@@ -325,7 +282,7 @@ fn choose(
 ) -> Result<Choice> {
     match &spec.addr {
         Addr::Fd(n) => {
-            let first = fds::FIRST;
+            let first = FIRST_FD;
             if (first..first + pool.len() as RawFd).contains(n) {
                 return Ok(Choice::Inherited((n - first) as usize));
             }
@@ -446,7 +403,7 @@ fn same_address(addr: &Addr, ty: SocketType, info: &Info) -> bool {
                 }),
             }
         }
-        Addr::Vsock { cid, port, .. } => sockets::vsock::Addr::parse(bound) == Some((*cid, *port)),
+        Addr::Vsock { cid, port, .. } => vsock::Addr::parse(bound) == Some((*cid, *port)),
         Addr::Fd(_) | Addr::Inherit(_) => false,
     }
 }
@@ -462,60 +419,5 @@ fn absolute(p: &Path) -> PathBuf {
     joined.components().collect()
 }
 
-use std::os::unix::ffi::OsStrExt;
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::OsStr;
-
-    fn dup(args: &[&str]) -> Result<(), String> {
-        let specs: Vec<Spec> = args
-            .iter()
-            .map(|a| Spec::parse(OsStr::new(a)).unwrap())
-            .collect();
-        check_duplicates(&specs).map_err(|e| e.0)
-    }
-
-    #[test]
-    fn the_same_address_in_two_spellings_is_a_duplicate() {
-        assert_eq!(
-            dup(&["8080", "tcp::8080"]),
-            Err("tcp::8080 is given twice".into())
-        );
-        assert_eq!(
-            dup(&["tcp:127.0.0.1:9", "tcp4:127.0.0.1:9"]),
-            Err("tcp:127.0.0.1:9 and tcp4:127.0.0.1:9 are the same address".into())
-        );
-        assert_eq!(
-            dup(&["localhost:9", "tcp4:127.0.0.1:9"]),
-            Err("tcp:localhost:9 and tcp4:127.0.0.1:9 are the same address".into())
-        );
-        assert_eq!(
-            dup(&["tcp6:localhost:9", "tcp:[::1]:9"]),
-            Err("tcp6:localhost:9 and tcp:[::1]:9 are the same address".into())
-        );
-        let cwd = std::env::current_dir().unwrap();
-        let abs = format!("unix:{}/x.sock", cwd.display());
-        assert_eq!(
-            dup(&[&abs, "unix:./x.sock"]),
-            Err(format!("{abs} and unix:./x.sock are the same address"))
-        );
-        // Reported in command-line order, whatever the sort did.
-        assert_eq!(
-            dup(&["tcp4:127.0.0.1:9", "@a", "127.0.0.1:9"]),
-            Err("tcp4:127.0.0.1:9 and tcp:127.0.0.1:9 are the same address".into())
-        );
-    }
-
-    #[test]
-    fn overlapping_or_different_addresses_are_not_duplicates() {
-        // Overlaps fail at bind time (documented), port 0 repeats freely,
-        // and the type matters.
-        assert_eq!(dup(&["tcp::80", "tcp4::80", "tcp6::80"]), Ok(()));
-        assert_eq!(dup(&["tcp:127.0.0.1:0", "tcp4:127.0.0.1:0"]), Ok(()));
-        assert_eq!(dup(&["tcp:127.0.0.1:53", "udp:127.0.0.1:53"]), Ok(()));
-        assert_eq!(dup(&["unix:/a", "unixgram:/a", "@a", "unix:/b"]), Ok(()));
-        assert_eq!(dup(&["inherit:x", "inherit:x"]), Ok(()));
-    }
-}
+mod tests;

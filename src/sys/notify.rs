@@ -125,7 +125,7 @@ impl Upstream {
     /// From `NOTIFY_SOCKET` (`/path` or `@abstract`; vsock is not
     /// supported and ignored, as are unusable values).
     pub fn from_env() -> Option<Upstream> {
-        let value = std::env::var_os("NOTIFY_SOCKET")?;
+        let value = std::env::var_os(crate::protocol::NOTIFY_SOCKET)?;
         let bytes = value.as_bytes();
         let addr = match bytes.first()? {
             b'/' => SocketAddrUnix::new(value.as_os_str()).ok()?,
@@ -147,18 +147,4 @@ impl Upstream {
     pub fn send(&self, text: &str) {
         let _ = sendto(&self.sock, text.as_bytes(), SendFlags::NOSIGNAL, &self.addr);
     }
-}
-
-/// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC=` with RELOADING=1.
-/// (libc's, not rustix's: rustix brings a vDSO parser of its own.)
-#[allow(unsafe_code)]
-pub fn monotonic_usec() -> u64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write; CLOCK_MONOTONIC always
-    // exists, so the call cannot fail.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
-    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
 }

@@ -1,0 +1,166 @@
+//! The sockets PROGRAM gets, from the command line and the inherited set
+//! to fds 3.. ([`Handoff`]): inherited ones read the way libsystemd reads
+//! them (inherit.rs), matched against `--listen` and bound (plan.rs), then
+//! placed (fds.rs, the one module that moves raw fd numbers).
+
+mod fds;
+mod inherit;
+mod plan;
+
+use std::borrow::Cow;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+
+pub use fds::ensure_stdio;
+
+use crate::cli::Args;
+use crate::msg::{reason, say};
+use crate::protocol::DEFAULT_NAME;
+use crate::socket;
+
+/// One socket PROGRAM will get.
+#[derive(Debug)]
+struct Socket {
+    fd: OwnedFd,
+    /// Borrowed for the default name: no allocation per unnamed socket.
+    name: Cow<'static, str>,
+    inherited: bool,
+}
+
+/// A unix socket file gracewrap bound. Identified by inode, so a file
+/// someone else put there since is left alone.
+#[derive(Debug)]
+struct Created {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Created {
+    /// Removes the file if it is still the socket gracewrap created. Never
+    /// follows symlinks, never removes anything else.
+    fn remove(&self) {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The sockets in fd order (3, 4, ...), and everything gracewrap changed
+/// to get them: the socket files it bound and the RLIMIT_NOFILE it raised.
+///
+/// Dropping it closes the sockets and removes the files it created. Exec
+/// mode never drops it on success (execve(2) replaces the process, and the
+/// files are PROGRAM's from then on); every failure, and the end of a
+/// resident mode, drops it.
+#[derive(Debug)]
+pub struct Handoff {
+    sockets: Vec<Socket>,
+    created: Vec<Created>,
+    limit: fds::NofileLimit,
+}
+
+impl Handoff {
+    /// Takes over the inherited sockets, binds the rest (see plan.rs).
+    /// Fails with a usage error when there is no socket at all.
+    pub fn prepare(args: &Args) -> Result<Handoff> {
+        plan::prepare(args)
+    }
+
+    fn new(limit: fds::NofileLimit) -> Handoff {
+        Handoff {
+            sockets: Vec::new(),
+            created: Vec::new(),
+            limit,
+        }
+    }
+
+    /// How many sockets PROGRAM gets (`LISTEN_FDS`).
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// The sockets, in fd order.
+    pub fn fds(&self) -> impl Iterator<Item = &OwnedFd> {
+        self.sockets.iter().map(|s| &s.fd)
+    }
+
+    /// `LISTEN_FDNAMES`: the names in fd order, `:`-separated.
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.sockets.iter().map(|s| s.name.as_ref()).collect();
+        names.join(":")
+    }
+
+    /// Moves the sockets to fds 3, 4, ... without FD_CLOEXEC.
+    pub fn place(&mut self) -> Result<()> {
+        let sockets = std::mem::take(&mut self.sockets);
+        let mut fds = Vec::with_capacity(sockets.len());
+        let rest: Vec<(Cow<'static, str>, bool)> = sockets
+            .into_iter()
+            .map(|s| {
+                fds.push(s.fd);
+                (s.name, s.inherited)
+            })
+            .collect();
+        let placed = fds::place(fds)
+            .map_err(|e| anyhow!("cannot move the sockets to fd 3..: {}", reason(e)))?;
+        self.sockets = placed
+            .into_iter()
+            .zip(rest)
+            .map(|(fd, (name, inherited))| Socket {
+                fd,
+                name,
+                inherited,
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// `--inetd`: the (one, placed) socket becomes stdin and stdout, and
+    /// leaves fd 3.
+    pub fn onto_stdio(&mut self) -> Result<()> {
+        if let Some(first) = self.sockets.first() {
+            fds::to_stdio(&first.fd)
+                .map_err(|e| anyhow!("cannot put the socket on stdin/stdout: {}", reason(e)))?;
+        }
+        self.sockets.clear();
+        Ok(())
+    }
+
+    /// `listening on 127.0.0.1:39211 (fd 3, name http)` for each socket.
+    pub fn report(&self) {
+        for s in &self.sockets {
+            let addr = socket::describe(s.fd.as_fd());
+            let fd = s.fd.as_raw_fd();
+            let from = if s.inherited { ", inherited" } else { "" };
+            match s.name.as_ref() {
+                DEFAULT_NAME => say(format_args!("listening on {addr} (fd {fd}{from})")),
+                "" => say(format_args!(
+                    "listening on {addr} (fd {fd}, name \"\"{from})"
+                )),
+                name => say(format_args!(
+                    "listening on {addr} (fd {fd}, name {name}{from})"
+                )),
+            }
+        }
+    }
+
+    /// Puts back the RLIMIT_NOFILE soft limit gracewrap found, for PROGRAM
+    /// (gracewrap raised it to hold the sockets).
+    pub fn restore_limit(&mut self) {
+        self.limit.restore();
+    }
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        for c in &self.created {
+            c.remove();
+        }
+    }
+}

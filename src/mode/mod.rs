@@ -1,0 +1,44 @@
+//! The modes: what gracewrap does with the sockets once it has them.
+//!
+//! - exec.rs: exec PROGRAM in this process (also `--lazy`, `--inetd`);
+//! - accept.rs: `--accept`, one PROGRAM per connection;
+//! - supervise.rs: `--supervise`, generations of PROGRAM on the sockets;
+//! - resident.rs: what the two resident modes share (the start-up check,
+//!   signals, starting a child gracewrap, reaping).
+
+mod accept;
+mod exec;
+mod resident;
+mod supervise;
+
+use anyhow::Result;
+
+use crate::cli::{Args, Mode};
+use crate::exit::Status;
+use crate::handoff::Handoff;
+use crate::sys::user;
+
+/// Runs PROGRAM with the sockets as `args.mode` says. Exec mode returns
+/// only on failure; the resident modes return their exit status.
+pub fn run(args: Args) -> Result<Status> {
+    // Resolved before anything is bound: an unknown user leaves no trace.
+    let target = match (&args.user, &args.group) {
+        (None, None) => None,
+        (user, group) => Some(user::resolve_system(user.as_deref(), group.as_deref())?),
+    };
+    let handoff = Handoff::prepare(&args)?;
+    match &args.mode {
+        &Mode::Exec { lazy, inetd } => Err(exec::run(&args, handoff, target.as_ref(), lazy, inetd)),
+        &Mode::Accept {
+            inetd,
+            max_connections,
+        } => accept::run(&args, handoff, inetd, max_connections),
+        Mode::Supervise(sup) => supervise::run(&args, sup, handoff),
+    }
+}
+
+/// Whether the sockets are listed on stderr: with `-v`, and always when a
+/// port was 0 (the user needs to learn which one it got).
+fn report_sockets(args: &Args) -> bool {
+    args.verbose || args.listen.iter().any(crate::spec::Spec::wants_free_port)
+}

@@ -1,0 +1,109 @@
+//! What the two resident modes (`--accept`, `--supervise`) share: the
+//! start-up check, the signal watch, starting a child, reaping.
+//!
+//! A child is gracewrap itself again (/proc/self/exe) in exec mode
+//! ([`Args::child_argv`]): it is handed the sockets at fd 3.. with
+//! [`handoff_env`], takes them over, sets `LISTEN_PID` to its own pid,
+//! searches PATH again (so a newly deployed PROGRAM is picked up) and
+//! execs it. So exec mode is the one code path that sets `LISTEN_*` for
+//! PROGRAM, and nothing between fork and exec allocates; the cost is one
+//! extra execve per child.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::RawFd;
+
+use anyhow::{Result, anyhow};
+use rustix::process::{WaitOptions, WaitStatus, wait};
+
+use crate::cli::Args;
+use crate::msg::{io_reason, quote};
+use crate::protocol::{LISTEN_VARS, handoff_env};
+use crate::sys::process::{self, Child, Env, Setup};
+use crate::sys::signals::{Blocked, Watch};
+
+/// Checks now what every child would fail on, so that a resident
+/// gracewrap fails at once (127, 126, 125) instead of once per child:
+/// PROGRAM is found by the very search its exec will make, in the PATH it
+/// will get; `--chdir` names a directory.
+pub fn check(args: &Args) -> Result<()> {
+    process::resolve(&args.program, program_path(args).as_deref())?;
+    match &args.chdir {
+        Some(dir) if !std::path::Path::new(dir).is_dir() => Err(anyhow!(
+            "cannot change directory to {}: not a directory",
+            quote(dir)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The PATH PROGRAM will get: the last `--setenv PATH`, else ours.
+fn program_path(args: &Args) -> Option<OsString> {
+    args.setenv
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .and_then(|(_, v)| v.clone())
+        .or_else(|| std::env::var_os("PATH"))
+}
+
+/// Handlers for `signals`, each waking the returned watch's fd.
+pub fn watch(signals: &[i32]) -> Result<Watch> {
+    Watch::new(signals).map_err(|e| anyhow!("cannot set up signal handling: {}", io_reason(&e)))
+}
+
+/// A child to start: which of our fds it gets, and how.
+#[derive(Debug)]
+pub struct Spawn<'a> {
+    /// The fd to put at fd 3 (`--accept`'s connection); None when the
+    /// sockets already are at 3.. in this process (the supervisor).
+    pub fd3: Option<RawFd>,
+    /// How many sockets it gets at 3.., and their `LISTEN_FDNAMES`.
+    pub count: usize,
+    pub names: &'a str,
+    /// The child puts its one socket on stdin and stdout.
+    pub inetd: bool,
+    /// More variables for the child, which win over `--setenv`.
+    pub env: &'a [(&'a str, &'a OsStr)],
+    /// Lead a new process group (and take the terminal's foreground).
+    pub new_group: bool,
+}
+
+/// Starts a child gracewrap that hands the sockets to PROGRAM; returns
+/// its pid, or why fork or the steps before exec failed. It gets SIGTERM
+/// should we die (PR_SET_PDEATHSIG).
+pub fn spawn(args: &Args, watch: &Watch, how: &Spawn<'_>) -> std::io::Result<i32> {
+    let reserved: Vec<&str> = how.env.iter().map(|(name, _)| *name).collect();
+    let mut env = Env::ours_without(&LISTEN_VARS);
+    for (name, value) in handoff_env(how.count, how.names) {
+        env.set(name, value);
+    }
+    for (name, value) in how.env {
+        env.set(name, value);
+    }
+    let child = Child {
+        argv: args.child_argv(how.inetd, &reserved),
+        env,
+    };
+    // Blocked until the child has reset gracewrap's handlers (see Setup).
+    let blocked = Blocked::all();
+    let mut setup = Setup::new(&watch.signals(), args.keep_signals, blocked.old_mask());
+    setup.deathsig = true;
+    setup.fd3 = how.fd3;
+    setup.new_group = how.new_group;
+    let pid = child.spawn(&setup);
+    drop(blocked);
+    pid
+}
+
+/// Reaps every child that has exited, without blocking.
+pub fn reap(mut exited: impl FnMut(i32, WaitStatus)) {
+    loop {
+        // wait(2), not waitpid(None): rustix maps None to pid 0, "my
+        // process group", which misses children in other groups (a
+        // --process-group generation, a re-parented orphan).
+        match wait(WaitOptions::NOHANG) {
+            Ok(Some((pid, status))) => exited(pid.as_raw_nonzero().get(), status),
+            Ok(None) | Err(_) => return,
+        }
+    }
+}

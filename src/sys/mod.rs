@@ -1,0 +1,10 @@
+//! The operating system, under gracewrap's own names: processes (PATH,
+//! exec, fork), signals, users, sd_notify sockets, and the raw calls
+//! rustix lacks. The bottom layer: nothing here knows of the command line,
+//! the sockets plan or the modes. Most of gracewrap's `unsafe` is here.
+
+pub mod notify;
+pub mod process;
+pub mod raw;
+pub mod signals;
+pub mod user;

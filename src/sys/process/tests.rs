@@ -1,0 +1,139 @@
+use super::*;
+use std::os::unix::fs::PermissionsExt;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gracewrap-process-unit-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn executable(path: &Path, text: &[u8]) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn message(program: &Path) -> String {
+    exec_failure(
+        program.as_os_str(),
+        &io::Error::from_raw_os_error(libc::ENOENT),
+        None,
+    )
+    .message
+}
+
+#[test]
+fn a_missing_interpreter_is_named_not_the_program() {
+    let dir = scratch("interp");
+    let script = dir.join("script");
+    executable(&script, b"#!/no/such/interp -x\necho\n");
+    let elf = dir.join("elf");
+    executable(&elf, b"\x7fELF");
+    assert_eq!(
+        message(&script),
+        format!(
+            "cannot execute {}: its interpreter /no/such/interp was not found",
+            script.display()
+        )
+    );
+    assert_eq!(
+        message(&elf),
+        format!(
+            "cannot execute {}: a file it needs was not found (its ELF interpreter, the dynamic loader)",
+            elf.display()
+        )
+    );
+    // Not there at all: the plain messages.
+    let gone = dir.join("gone");
+    assert_eq!(
+        message(&gone),
+        format!(
+            "cannot execute {}: no such file or directory",
+            gone.display()
+        )
+    );
+    assert_eq!(
+        message(Path::new("gracewrap-no-such-program")),
+        "cannot execute gracewrap-no-such-program: not found in PATH"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_path_the_search_is_the_c_librarys_default_and_nothing_else() {
+    let found: Vec<PathBuf> = search(OsStr::new("sh"), None);
+    assert_eq!(
+        found,
+        [PathBuf::from("/bin/sh"), PathBuf::from("/usr/bin/sh")]
+    );
+    // A script only in a directory outside the default path is not found,
+    // and the diagnosis agrees with the search (no interpreter blamed).
+    let dir = scratch("nopath");
+    executable(&dir.join("only-here"), b"#!/bin/sh\nexit 0\n");
+    let err = resolve(OsStr::new("only-here"), None).unwrap_err();
+    assert_eq!(err.status, Status::NotFound);
+    assert_eq!(err.message, "cannot execute only-here: not found in PATH");
+    let path = dir.as_os_str();
+    assert_eq!(
+        resolve(OsStr::new("only-here"), Some(path)).unwrap(),
+        dir.join("only-here")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_search_takes_path_entries_in_order_and_a_slash_means_no_search() {
+    assert_eq!(
+        search(OsStr::new("p"), Some(OsStr::new("/a::/b"))),
+        [
+            PathBuf::from("/a/p"),
+            PathBuf::from("p"),
+            PathBuf::from("/b/p")
+        ]
+    );
+    assert_eq!(
+        search(OsStr::new("./p"), Some(OsStr::new("/a"))),
+        [PathBuf::from("./p")]
+    );
+}
+
+#[test]
+fn a_file_that_exists_but_cannot_run_is_126_and_a_missing_one_127() {
+    let dir = scratch("denied");
+    std::fs::write(dir.join("plain"), "x").unwrap();
+    let path = dir.as_os_str();
+    let err = resolve(OsStr::new("plain"), Some(path)).unwrap_err();
+    assert_eq!(err.status, Status::CannotExecute, "{}", err.message);
+    let err = resolve(OsStr::new("nothing"), Some(path)).unwrap_err();
+    assert_eq!(err.status, Status::NotFound, "{}", err.message);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The error pipe: a step that fails in the child comes back as the
+/// spawn's error (dup2 of an fd that is not open: EBADF).
+#[test]
+fn a_child_that_fails_before_exec_reports_why() {
+    let mut setup = Setup::new(&[], false, 0);
+    setup.fd3 = Some(999_999);
+    let child = Child {
+        argv: vec!["gracewrap".into()],
+        env: Env::default(),
+    };
+    let err = child.spawn(&setup).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+}
+
+#[test]
+fn env_replaces_a_variable_by_its_exact_name() {
+    let mut env = Env::default();
+    env.set("A", "1").set("AB", "2").set("LISTEN_FDS", "9");
+    env.set("A", "3").set("LISTEN_FDS", "1");
+    let entries: Vec<&CStr> = env.0.iter().map(CString::as_c_str).collect();
+    assert_eq!(entries, [c"AB=2", c"A=3", c"LISTEN_FDS=1"]);
+    assert_eq!(env.get("A"), Some(OsStr::new("3")));
+    assert_eq!(env.get("AB"), Some(OsStr::new("2")));
+    assert_eq!(env.get("B"), None);
+}

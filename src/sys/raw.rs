@@ -1,0 +1,105 @@
+//! The few C calls and types rustix does not wrap, each behind a safe
+//! function: setsockopt(2) for options without a typed setter,
+//! if_nametoindex(3), `struct sockaddr_vm`, and clock_gettime(2).
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::io::Errno;
+
+/// `setsockopt(fd, level, name, value)` for an option rustix has no
+/// function for (SO_BINDTODEVICE, SO_MARK, TCP_DEFER_ACCEPT...).
+pub fn setsockopt(fd: &OwnedFd, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `value` is valid for `value.len()` bytes for the call, and
+    // setsockopt(2) only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+    }
+}
+
+/// `if_nametoindex(name)`: the index of a network interface, None if there
+/// is no such interface.
+pub fn if_nametoindex(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the
+    // call; if_nametoindex(3) only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC=` with RELOADING=1.
+/// (libc's, not rustix's: rustix brings a vDSO parser of its own.)
+pub fn monotonic_usec() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write; CLOCK_MONOTONIC always
+    // exists, so the call cannot fail.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
+}
+
+/// AF_VSOCK addresses, which rustix does not model: `struct sockaddr_vm`.
+pub mod vsock {
+    use rustix::net::SocketAddrAny;
+    use rustix::net::addr::{SocketAddrArg, SocketAddrLen, SocketAddrOpaque};
+
+    pub struct Addr(libc::sockaddr_vm);
+
+    impl Addr {
+        pub fn new(cid: u32, port: u32) -> Addr {
+            // SAFETY: sockaddr_vm is plain data; all-zero is valid.
+            let mut sa: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+            sa.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+            sa.svm_cid = cid;
+            sa.svm_port = port;
+            Addr(sa)
+        }
+
+        /// (cid, port) of a vsock address from getsockname(2).
+        pub fn parse(any: &SocketAddrAny) -> Option<(u32, u32)> {
+            if any.address_family() != rustix::net::AddressFamily::VSOCK
+                || (any.addr_len() as usize) < std::mem::size_of::<libc::sockaddr_vm>()
+            {
+                return None;
+            }
+            // SAFETY: the family is AF_VSOCK and the length covers a whole
+            // sockaddr_vm; read_unaligned copies it out of the storage.
+            let sa = unsafe { std::ptr::read_unaligned(any.as_ptr().cast::<libc::sockaddr_vm>()) };
+            Some((sa.svm_cid, sa.svm_port))
+        }
+    }
+
+    impl std::fmt::Debug for Addr {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "vsock:{}:{}", self.0.svm_cid, self.0.svm_port)
+        }
+    }
+
+    // SAFETY: the pointer and length describe `self.0`, a complete
+    // sockaddr_vm that lives as long as `self`, for the duration of `f`.
+    unsafe impl SocketAddrArg for Addr {
+        unsafe fn with_sockaddr<R>(
+            &self,
+            f: impl FnOnce(*const SocketAddrOpaque, SocketAddrLen) -> R,
+        ) -> R {
+            f(
+                (&self.0 as *const libc::sockaddr_vm).cast(),
+                std::mem::size_of::<libc::sockaddr_vm>() as SocketAddrLen,
+            )
+        }
+    }
+}
