@@ -12,6 +12,48 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Marks every fd >= 3 this test binary inherited FD_CLOEXEC, so that
+/// whoever starts the tests (`make -j`'s jobserver pipes, an editor's
+/// terminal, a harness) cannot reach gracewrap through them: every child
+/// a test starts sees only 0-2 and the fds the test hands it on purpose
+/// ([`with_fd_at`], `exec N<...` in a shell script). Std and rustix open
+/// everything else CLOEXEC. This runs from `.init_array`, before libtest's
+/// main starts any test thread, so no child can be forked halfway through.
+#[allow(unsafe_code)]
+extern "C" fn cloexec_inherited_fds() {
+    // SAFETY: close_range takes plain integers; with CLOSE_RANGE_CLOEXEC
+    // it only sets a flag on fds this process owns and closes nothing.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return;
+    }
+    // Before Linux 5.11: one fcntl per open fd.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .expect("list /proc/self/fd")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a number that may already be closed (the
+        // read_dir fd) fails with EBADF and changes nothing.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+#[allow(unsafe_code)]
+#[used]
+// SAFETY: `.init_array` holds plain `extern "C" fn()` pointers that the
+// loader calls once before main; this one only changes fd flags.
+#[unsafe(link_section = ".init_array")]
+static CLOEXEC_INHERITED_FDS: extern "C" fn() = cloexec_inherited_fds;
+
 /// How long any single step may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
