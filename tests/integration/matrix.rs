@@ -604,6 +604,17 @@ const ROWS: &[Row] = &[
         code: 125,
         after: After::Untouched,
     },
+    // Issue 12, 17: the copy of fd 0 used to land on the closed fd 3,
+    // which fd:3 then took over.
+    Row {
+        id: "fd-closed-where-a-copy-of-stdin-would-land",
+        args: &["-l", "fd:0", "-l", "fd:3", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: fd:3: fd 3 is not open",
+        code: 125,
+        after: After::Untouched,
+    },
     Row {
         id: "fd-is-a-file",
         args: &["-l", "fd:8", "true"],
@@ -704,6 +715,16 @@ const ROWS: &[Row] = &[
         env: &[("LISTEN_FDS", "100000")],
         setup: &[Setup::Activated, Setup::ListenerAt(3)],
         stderr: "gracewrap: LISTEN_FDS=100000 but fd 100002 is not open",
+        code: 125,
+        after: After::Untouched,
+    },
+    // Issue 12, 7: 51 GB of names were allocated before the check.
+    Row {
+        id: "listen-fds-largest-fails-fast",
+        args: &["true"],
+        env: &[("LISTEN_FDS", "2147483644")],
+        setup: &[Setup::Activated, Setup::ListenerAt(3)],
+        stderr: "gracewrap: LISTEN_FDS=2147483644 but fd 2147483646 is not open",
         code: 125,
         after: After::Untouched,
     },
@@ -983,7 +1004,52 @@ const ROWS: &[Row] = &[
         args: &["-s", "--restart-signal", "TERM", "-l", "{q}", "true"],
         env: NOENV,
         setup: NONE,
-        stderr: "gracewrap: invalid --restart-signal TERM: SIGTERM cannot be the restart signal",
+        stderr: "gracewrap: invalid --restart-signal TERM: SIGTERM cannot be the restart signal (gracewrap acts on it itself)",
+        code: 2,
+        after: After::Untouched,
+    },
+    // Issue 12, 6: signal-hook refuses to catch these and panicked after
+    // the sockets were bound.
+    Row {
+        id: "restart-signal-fault",
+        args: &["-s", "--restart-signal", "SEGV", "-l", "{q}", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --restart-signal SEGV: SIGSEGV cannot be the restart signal (it reports a fault)",
+        code: 2,
+        after: After::Untouched,
+    },
+    Row {
+        id: "restart-signal-fault-by-number",
+        args: &[
+            "-s",
+            "--restart-signal",
+            "4",
+            "-l",
+            "unix:{dir}/s.sock",
+            "true",
+        ],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --restart-signal 4: SIGILL cannot be the restart signal (it reports a fault)",
+        code: 2,
+        after: After::Untouched,
+    },
+    Row {
+        id: "restart-signal-uncatchable",
+        args: &["-s", "--restart-signal", "kill", "-l", "{q}", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --restart-signal kill: SIGKILL cannot be the restart signal (it cannot be caught)",
+        code: 2,
+        after: After::Untouched,
+    },
+    Row {
+        id: "restart-signal-libc-internal",
+        args: &["-s", "--restart-signal", "32", "-l", "{q}", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --restart-signal 32: signal 32 cannot be the restart signal (the C library keeps it for its threads)",
         code: 2,
         after: After::Untouched,
     },
@@ -1249,9 +1315,12 @@ fn prepare(row: &Row, n: usize) -> (Ctx, Command) {
             }
             Setup::FileAt(_) => std::fs::write(d.join("f"), "a file, not a socket").unwrap(),
             Setup::UnboundAt(fd) => {
-                let s = rustix::net::socket(
+                // CLOEXEC: tests run in parallel, and an fd without it
+                // would leak into every process another test starts.
+                let s = rustix::net::socket_with(
                     rustix::net::AddressFamily::INET,
                     rustix::net::SocketType::STREAM,
+                    rustix::net::SocketFlags::CLOEXEC,
                     None,
                 )
                 .unwrap();
@@ -1462,15 +1531,17 @@ fn connect_to(sock: &OwnedFd) -> Result<(), String> {
         TcpStream::connect(inet).map_err(|e| format!("connect {inet}: {e}"))?;
     } else {
         let unix = rustix::net::SocketAddrUnix::try_from(addr).map_err(|e| e.to_string())?;
-        let c = rustix::net::socket(
+        let c = rustix::net::socket_with(
             rustix::net::AddressFamily::UNIX,
             rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
             None,
         )
         .map_err(|e| e.to_string())?;
         rustix::net::connect(&c, &unix).map_err(|e| format!("connect {unix:?}: {e}"))?;
     }
-    rustix::net::accept(sock).map_err(|e| format!("accept: {e}"))?;
+    rustix::net::accept_with(sock, rustix::net::SocketFlags::CLOEXEC)
+        .map_err(|e| format!("accept: {e}"))?;
     Ok(())
 }
 
