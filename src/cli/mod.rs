@@ -472,12 +472,12 @@ fn signal(flag: &str, value: OsString) -> Result<i32, Failure> {
     })
 }
 
-/// Not a signal that cannot be caught or that gracewrap acts on itself.
+/// Not a signal that cannot be caught or that gracewrap needs itself.
 fn restart_signal(value: OsString) -> Result<i32, Failure> {
     let sig = signal("--restart-signal", value.clone())?;
-    if [libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD, libc::SIGTERM].contains(&sig) {
+    if let Some(why) = values::not_catchable_for_restart(sig) {
         return Err(Failure::usage(format!(
-            "invalid --restart-signal {}: {} cannot be the restart signal",
+            "invalid --restart-signal {}: {} cannot be the restart signal ({why})",
             quote(&value),
             signal_name(sig)
         )));

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 /// Signal names gracewrap understands (with or without `SIG`, any case, or
 /// a number), and prints.
-const SIGNALS: [(&str, i32); 24] = [
+const SIGNALS: [(&str, i32); 31] = [
     ("HUP", libc::SIGHUP),
     ("INT", libc::SIGINT),
     ("QUIT", libc::SIGQUIT),
@@ -29,7 +29,35 @@ const SIGNALS: [(&str, i32); 24] = [
     ("URG", libc::SIGURG),
     ("WINCH", libc::SIGWINCH),
     ("PWR", libc::SIGPWR),
+    ("STKFLT", libc::SIGSTKFLT),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("IO", libc::SIGIO),
+    ("SYS", libc::SIGSYS),
 ];
+
+/// Signals gracewrap cannot take as a restart signal: the ones nobody can
+/// catch (KILL, STOP), the faults, whose handler would return to the
+/// faulting instruction (ILL, TRAP, ABRT, BUS, FPE, SEGV, SYS), the ones
+/// gracewrap acts on itself (CHLD, TERM; PIPE, ignored for its own
+/// messages), and 32 and 33, which the C library keeps for its threads.
+pub fn not_catchable_for_restart(sig: i32) -> Option<&'static str> {
+    match sig {
+        libc::SIGKILL | libc::SIGSTOP => Some("it cannot be caught"),
+        libc::SIGILL
+        | libc::SIGTRAP
+        | libc::SIGABRT
+        | libc::SIGBUS
+        | libc::SIGFPE
+        | libc::SIGSEGV
+        | libc::SIGSYS => Some("it reports a fault"),
+        libc::SIGCHLD | libc::SIGTERM | libc::SIGPIPE => Some("gracewrap acts on it itself"),
+        32 | 33 => Some("the C library keeps it for its threads"),
+        _ => None,
+    }
+}
 
 /// `TERM`, `SIGTERM`, `sigterm` or `15`.
 pub fn parse_signal(text: &str) -> Option<i32> {

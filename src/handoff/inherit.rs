@@ -25,11 +25,12 @@
 
 use std::env;
 use std::os::fd::{OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Result, anyhow, bail};
 
 use super::fds;
-use crate::protocol::{FIRST_FD, HANDOFF_VAR, pidfd_id};
+use crate::protocol::{DEFAULT_NAME, FIRST_FD, HANDOFF_VAR, pidfd_id};
 use crate::spec::check_name;
 
 /// One inherited fd.
@@ -45,6 +46,8 @@ pub struct Inherited {
     pub fds: Vec<Fd>,
     /// Set when LISTEN_FDS was present but meant for another process.
     pub ignored: Option<String>,
+    /// The resident gracewrap that handed the set to us, its child.
+    pub parent: Option<u32>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -96,28 +99,32 @@ pub fn take() -> Result<Inherited> {
         );
     }
     let n = n as usize;
-    let names: Vec<String> = match var("LISTEN_FDNAMES") {
-        None => vec!["unknown".to_string(); n],
-        Some(text) => {
-            let names: Vec<String> = text.split(':').map(str::to_owned).collect();
-            if names.len() != n {
-                bail!(
-                    "LISTEN_FDNAMES has {} names for LISTEN_FDS={n} fds (libsystemd refuses this too)",
-                    names.len()
-                );
-            }
-            for name in &names {
-                check_name(name.as_bytes()).map_err(|e| anyhow!("LISTEN_FDNAMES: {e}"))?;
-            }
-            names
-        }
-    };
-    // The last one first: a huge LISTEN_FDS fails at once instead of after
-    // a million fcntl calls.
+    // The last fd first, before anything proportional to n is allocated
+    // or done: a huge LISTEN_FDS fails at once, not after gigabytes of
+    // names or a million fcntl calls.
     let last = FIRST_FD + n as RawFd - 1;
     if !fds::is_open(last) {
         bail!("LISTEN_FDS={n} but fd {last} is not open");
     }
+    let names: Vec<String> = match env::var_os("LISTEN_FDNAMES") {
+        None => vec![DEFAULT_NAME.to_string(); n],
+        Some(text) => {
+            // Bytes, not text: a name with a byte that is not UTF-8 is
+            // reported as that byte.
+            let names = text
+                .as_bytes()
+                .split(|&b| b == b':')
+                .map(|name| check_name(name).map(str::to_owned))
+                .collect::<Result<Vec<String>, _>>();
+            let count = text.as_bytes().split(|&b| b == b':').count();
+            if count != n {
+                bail!(
+                    "LISTEN_FDNAMES has {count} names for LISTEN_FDS={n} fds (libsystemd refuses this too)"
+                );
+            }
+            names.map_err(|e| anyhow!("LISTEN_FDNAMES: {e}"))?
+        }
+    };
     let mut out = Vec::with_capacity(n);
     for (i, name) in names.into_iter().enumerate() {
         let fd = FIRST_FD + i as RawFd;
@@ -127,6 +134,7 @@ pub fn take() -> Result<Inherited> {
     Ok(Inherited {
         fds: out,
         ignored: None,
+        parent: handoff.then_some(pid),
     })
 }
 
@@ -134,5 +142,6 @@ fn ignored(why: String) -> Inherited {
     Inherited {
         fds: Vec::new(),
         ignored: Some(why),
+        parent: None,
     }
 }

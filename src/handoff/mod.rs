@@ -63,6 +63,9 @@ pub struct Handoff {
     sockets: Vec<Socket>,
     created: Vec<Created>,
     limit: fds::NofileLimit,
+    /// The resident gracewrap (`--accept`, `--supervise`) that handed us
+    /// the sockets, when we are its child.
+    parent: Option<u32>,
 }
 
 impl Handoff {
@@ -77,7 +80,13 @@ impl Handoff {
             sockets: Vec::new(),
             created: Vec::new(),
             limit,
+            parent: None,
         }
+    }
+
+    /// The pid of the resident gracewrap whose child we are, if we are.
+    pub fn parent(&self) -> Option<u32> {
+        self.parent
     }
 
     /// How many sockets PROGRAM gets (`LISTEN_FDS`).

@@ -71,6 +71,18 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
     } else {
         pool.iter().map(|f| info(&f.fd)).collect()
     };
+    // Every fd:N must be open as the caller left it, checked before any is
+    // taken: taking fd:0 copies it to the lowest free number >= 3, which
+    // could be the closed fd a later fd:3 names.
+    let inherited_range = FIRST_FD..FIRST_FD + pool.len() as RawFd;
+    for spec in &args.listen {
+        if let Addr::Fd(n) = spec.addr
+            && !inherited_range.contains(&n)
+            && !fds::is_open(n)
+        {
+            bail!("fd:{n}: fd {n} is not open");
+        }
+    }
     let mut requested = vec![false; pool.len()];
     let mut choices = Vec::with_capacity(args.listen.len());
     for spec in &args.listen {
@@ -113,6 +125,7 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
     }
 
     let mut handoff = Handoff::new(limit);
+    handoff.parent = inherited.parent;
     handoff.sockets = pool
         .into_iter()
         .zip(requested)

@@ -64,6 +64,12 @@ fn place_and_exec(
     let env = program_env(args, &listen, target);
     if let Some(target) = target {
         target.drop_privileges()?;
+        // The kernel clears the parent-death signal on a change of
+        // credentials: a resident gracewrap's child sets it again, and
+        // checks that the parent did not die in between.
+        if let Some(parent) = handoff.parent() {
+            process::die_with_parent(parent)?;
+        }
     }
     if let Some(dir) = &args.chdir {
         std::env::set_current_dir(dir).map_err(|e| {

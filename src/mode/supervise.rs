@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::process::{Pid, WaitStatus};
+use rustix::process::WaitStatus;
 
 use super::resident::{self, Spawn};
 use crate::cli::{Args, Supervise, program_name, signal_name};
@@ -44,7 +44,7 @@ use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, reason, say};
 use crate::protocol::NOTIFY_SOCKET;
 use crate::sys::notify::{Listener, Upstream};
-use crate::sys::raw::monotonic_usec;
+use crate::sys::raw::{self, monotonic_usec};
 use crate::sys::signals::Watch;
 
 /// Signals passed on to the current generation (tini's set, minus the
@@ -130,6 +130,10 @@ struct Supervisor<'a> {
     shutting_down: bool,
     /// Exit status to return once every generation is gone.
     status: Option<Status>,
+    /// How the last serving generation ended: the exit status when
+    /// gracewrap is stopped while none serves (the back-off of
+    /// `--restart-on-exit`).
+    last_exit: Option<Status>,
     respawn_at: Option<Instant>,
     /// Set once the generations are gone during shutdown and other children
     /// (orphans re-parented to us, a generation's leftover workers) got the
@@ -185,6 +189,7 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
         announced: false,
         shutting_down: false,
         status: None,
+        last_exit: None,
         respawn_at: None,
         leftovers_kill_at: None,
         backoff: BACKOFF_FIRST,
@@ -237,9 +242,19 @@ impl Supervisor<'_> {
         self.current.map_or("nothing".into(), |c| self.label(c))
     }
 
+    /// A message to our own service manager, if we have one: best effort
+    /// (see [`Upstream::send`]); a dropped one is said with -v.
     fn up(&self, text: &str) {
-        if let Some(u) = &self.upstream {
-            u.send(text);
+        if let Some(u) = &self.upstream
+            && let Err(e) = u.send(text)
+            && self.args.verbose
+        {
+            let first = text.lines().next().unwrap_or_default();
+            say(format_args!(
+                "not told to the service manager ({}): {}",
+                reason(e),
+                crate::msg::quote(OsStr::new(first))
+            ));
         }
     }
 
@@ -479,6 +494,7 @@ impl Supervisor<'_> {
             self.candidate_failed(&format!("{label} {}", describe(status)));
         } else if self.current == Some(g.id) {
             self.current = None;
+            self.last_exit = Some(Status::of_wait(status));
             if self.shutting_down {
                 self.status = Some(Status::of_wait(status));
             } else if self.sup.restart_on_exit {
@@ -643,7 +659,7 @@ impl Supervisor<'_> {
                 && (self.shutting_down || self.respawn_at.is_none() && self.current.is_none())
                 && self.finish_leftovers(Instant::now())
             {
-                return Ok(self.status.unwrap_or(Status::Program(0)));
+                return Ok(self.status.or(self.last_exit).unwrap_or(Status::Program(0)));
             }
             let timeout = self.next_deadline(Instant::now()).map(|t| {
                 let d = t.saturating_duration_since(Instant::now());
@@ -686,20 +702,21 @@ impl Supervisor<'_> {
     }
 }
 
-/// kill(2) to `pid`, or to its process group. A process already gone
-/// (ESRCH) is fine.
+/// kill(2) to `pid`, or to its process group; any signal number, the
+/// real-time ones included. A generation that left its own group
+/// (`setpgid`) gets the signal itself as well, so it can always be
+/// stopped. A process already gone (ESRCH) is fine.
 fn kill(pid: i32, sig: i32, group: bool) {
-    let (Some(pid), Some(sig)) = (
-        Pid::from_raw(pid),
-        rustix::process::Signal::from_named_raw(sig),
-    ) else {
+    let Some(p) = rustix::process::Pid::from_raw(pid) else {
         return;
     };
-    let _ = if group {
-        rustix::process::kill_process_group(pid, sig)
-    } else {
-        rustix::process::kill_process(pid, sig)
-    };
+    if group {
+        let _ = raw::kill(-pid, sig);
+        if rustix::process::getpgid(Some(p)).is_ok_and(|g| g == p) {
+            return;
+        }
+    }
+    let _ = raw::kill(pid, sig);
 }
 
 /// Our children, zombies included (/proc/self/task/*/children).

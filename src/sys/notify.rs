@@ -132,19 +132,28 @@ impl Upstream {
             b'@' => SocketAddrUnix::new_abstract_name(&bytes[1..]).ok()?,
             _ => return None,
         };
+        // Non-blocking: a service manager that does not read must never
+        // stall the supervisor (a full queue blocked sendto for good).
         let sock = socket_with(
             AddressFamily::UNIX,
             SocketType::DGRAM,
-            SocketFlags::CLOEXEC,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
             None,
         )
         .ok()?;
         Some(Upstream { sock, addr })
     }
 
-    /// Sends one message; a service manager that went away is not our
-    /// problem (MSG_NOSIGNAL, errors ignored).
-    pub fn send(&self, text: &str) {
-        let _ = sendto(&self.sock, text.as_bytes(), SendFlags::NOSIGNAL, &self.addr);
+    /// Sends one message, best effort: never blocks, never raises
+    /// SIGPIPE. Returns why it was dropped (a full queue, a service
+    /// manager that went away), if it was.
+    pub fn send(&self, text: &str) -> Result<(), Errno> {
+        sendto(
+            &self.sock,
+            text.as_bytes(),
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            &self.addr,
+        )
+        .map(drop)
     }
 }

@@ -303,6 +303,26 @@ fn interpreter(file: &Path) -> Option<OsString> {
     Some(OsString::from_vec(interp.to_vec()))
 }
 
+/// PR_SET_PDEATHSIG: SIGTERM when `parent` dies. The kernel clears it on
+/// every change of credentials, so a child that drops privileges calls
+/// this again afterwards; it fails if `parent` is already gone (we were
+/// re-parented before the signal could be armed).
+pub fn die_with_parent(parent: u32) -> anyhow::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM)).map_err(
+        |e| {
+            anyhow::anyhow!(
+                "cannot set the parent-death signal: {}",
+                crate::msg::reason(e)
+            )
+        },
+    )?;
+    let now = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    if now != parent {
+        anyhow::bail!("the gracewrap that started this child (pid {parent}) is gone");
+    }
+    Ok(())
+}
+
 /// What a forked child does before exec. Raw syscalls only.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup {

@@ -39,6 +39,17 @@ pub fn if_nametoindex(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// `kill(pid, sig)` for any signal number, the real-time ones included
+/// (rustix's `Signal` has no value for those).
+pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
+    // SAFETY: kill(2) takes plain integers.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+    }
+}
+
 /// CLOCK_MONOTONIC in microseconds, for `MONOTONIC_USEC=` with RELOADING=1.
 /// (libc's, not rustix's: rustix brings a vDSO parser of its own.)
 pub fn monotonic_usec() -> u64 {

@@ -18,6 +18,8 @@ mod exec;
 /// Faults and load: signal storms, misbehaving generations, --accept
 /// under 2000 concurrent connections; no fd, zombie or memory leak.
 mod faults;
+/// The resident modes under attack and under faults (issue 12).
+mod hardening;
 /// Unix socket files, privilege drop, socket options (as root).
 mod hygiene;
 /// Inheriting LISTEN_FDS: nesting, matching, --inherited, garbage.

@@ -1,0 +1,186 @@
+//! The resident modes under attack and under faults (issue 12): what a
+//! local user, a hostile program or a broken environment cannot do to
+//! gracewrap, and what gracewrap promises in return.
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// `/proc/PID/comm`, or None once the process is gone.
+fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim().to_string())
+}
+
+/// Gone, or a zombie nobody reaped yet: either way no longer running.
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+/// The one child of `parent` once it runs `name`.
+#[track_caller]
+fn child_running(parent: u32, name: &str) -> u32 {
+    let mut found = None;
+    wait_until(&format!("a child running {name}"), || {
+        found = children_of(parent)
+            .into_iter()
+            .find(|&c| comm(c).as_deref() == Some(name));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Kills gracewrap with SIGKILL (no chance to clean up) and checks that
+/// `program` gets the parent-death signal all the same.
+#[track_caller]
+fn dies_with_gracewrap(gw: &mut Running, program: u32) {
+    let _ = gw.child.kill();
+    let _ = gw.wait();
+    assert!(
+        wait_until_ok(Duration::from_secs(5), || dead(program)),
+        "PROGRAM (pid {program}) outlived gracewrap"
+    );
+}
+
+/// The kernel clears PR_SET_PDEATHSIG when a process changes its
+/// credentials, which the child does for `--user`: it must set it again,
+/// or a generation survives a supervisor killed with SIGKILL.
+#[test]
+fn with_user_a_generation_still_dies_with_its_supervisor() {
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "--user",
+        "nobody",
+        "-l",
+        &quiet_spec(),
+        "--",
+        "sleep",
+        "100",
+    ]));
+    let program = child_running(gw.child.id(), "sleep");
+    dies_with_gracewrap(&mut gw, program);
+}
+
+/// The same for `--accept`: the program of each connection.
+#[test]
+fn with_user_a_connections_program_still_dies_with_gracewrap() {
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-a",
+        "--user",
+        "nobody",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "sleep",
+        "100",
+    ]));
+    let addr = gw.accepting_addr();
+    let _conn = TcpStream::connect(&addr).unwrap();
+    let program = child_running(gw.child.id(), "sleep");
+    dies_with_gracewrap(&mut gw, program);
+}
+
+/// Starts `gracewrap -s ARGS -- python3 -c CODE` where CODE creates
+/// DIR/ready once it has set itself up; returns it with the directory.
+fn supervise_python(args: &[&str], code: &str) -> (Running, std::path::PathBuf) {
+    let dir = temp_dir("python");
+    let ready = dir.join("ready");
+    let code = format!(
+        "import os, signal, sys, time\n{code}\nopen({:?}, 'w').close()\nwhile True: time.sleep(60)\n",
+        ready.to_str().unwrap()
+    );
+    let mut cmd = gracewrap(["-s"]);
+    cmd.args(args)
+        .args(["-l", &quiet_spec(), "--", "python3", "-c", &code]);
+    let gw = Running::spawn(&mut cmd);
+    wait_until("the program is set up", || ready.exists());
+    (gw, dir)
+}
+
+/// Real-time signals have no name in rustix: `--stop-signal 40` was
+/// accepted and never sent, and the generation got SIGKILL after the
+/// stop timeout instead.
+#[test]
+fn a_real_time_stop_signal_is_delivered() {
+    let (mut gw, _dir) = supervise_python(
+        &["--stop-signal", "40", "--stop-timeout", "20s"],
+        "signal.signal(40, lambda *a: sys.exit(7))",
+    );
+    signal(&gw, libc::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(7), "{:?}", gw.stderr_seen);
+}
+
+/// `--process-group`: a generation that moves itself to another process
+/// group left its own group empty, and kill(-pid) reached nobody: the
+/// stop hung for good. The generation gets the signal itself as well.
+#[test]
+fn a_generation_that_leaves_its_process_group_can_still_be_stopped() {
+    let (mut gw, _dir) = supervise_python(
+        &["--process-group", "--stop-timeout", "20s"],
+        "os.setpgid(0, os.getpgid(os.getppid()))",
+    );
+    signal(&gw, libc::SIGTERM);
+    // Python dies of the SIGTERM: 128 + 15, long before the stop timeout.
+    assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
+}
+
+/// SIGTERM while `--restart-on-exit` waits out its back-off: gracewrap
+/// exits with the status of the generation that kept failing, not 0.
+#[test]
+fn stopped_during_the_restart_back_off_gracewrap_exits_with_the_last_status() {
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "--restart-on-exit",
+        "-l",
+        &quiet_spec(),
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; exit 3",
+    ]));
+    gw.stderr_line("exited with status 3; starting a new generation in 400ms");
+    signal(&gw, libc::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(3), "{:?}", gw.stderr_seen);
+}
+
+fn signal(gw: &Running, sig: i32) {
+    let pid = rustix::process::Pid::from_raw(gw.child.id() as i32).unwrap();
+    let sig = rustix::process::Signal::from_named_raw(sig).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// A service manager that does not read its NOTIFY_SOCKET: gracewrap's
+/// messages upward are dropped, never waited for. They blocked sendto(2)
+/// once the queue was full (10 datagrams), and SIGTERM went unheard.
+#[test]
+fn a_service_manager_that_never_reads_cannot_stall_the_supervisor() {
+    let dir = temp_dir("deafmanager");
+    let manager = dir.join("notify.sock");
+    let _deaf = std::os::unix::net::UnixDatagram::bind(&manager).unwrap();
+    let ready = dir.join("ready");
+    let code = format!(
+        "import os, socket, time\n\
+         e = os.environ['NOTIFY_SOCKET']\n\
+         a = '\\0' + e[1:] if e.startswith('@') else e\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'READY=1', a)\n\
+         for i in range(30): s.sendto(b'STATUS=line %d' % i, a)\n\
+         open({:?}, 'w').close()\n\
+         while True: time.sleep(60)\n",
+        ready.to_str().unwrap()
+    );
+    let mut gw = Running::spawn(
+        gracewrap(["-s", "-l", &quiet_spec(), "--", "python3", "-c", &code])
+            .env("NOTIFY_SOCKET", &manager),
+    );
+    wait_until("the program sent its messages", || ready.exists());
+    signal(&gw, libc::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
+}
