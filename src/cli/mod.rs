@@ -277,6 +277,12 @@ fn validate(mut g: Given) -> Result<Args, Failure> {
     if let Some((_, msg)) = conflicts.iter().find(|(bad, _)| *bad) {
         return Err(Failure::usage(*msg));
     }
+    if let Some(names) = g.fdnames.as_ref().filter(|n| g.accept && n.len() != 1) {
+        return Err(Failure::usage(format!(
+            "--accept passes one connection: give --fdname one name, not {}",
+            names.len()
+        )));
+    }
     let retype = match (g.datagram, g.seqpacket) {
         (true, _) => Some((UnixKind::Dgram, "--datagram")),
         (_, true) => Some((UnixKind::Seqpacket, "--seqpacket")),

@@ -16,12 +16,13 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use anyhow::{Result, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, poll};
+use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use rustix::io::Errno;
 use rustix::net::{SocketFlags, accept_with, sockopt};
 
 use super::resident::{self, Spawn};
 use crate::cli::{Args, program_name};
-use crate::exit::{Failure, Status};
+use crate::exit::Status;
 use crate::handoff::Handoff;
 use crate::msg::{io_reason, reason, say};
 use crate::protocol::CONNECTION_NAME;
@@ -43,29 +44,9 @@ pub fn run(args: &Args, mut handoff: Handoff, inetd: bool, max: usize) -> Result
             );
         }
     }
-    // Only once all of them passed: O_NONBLOCK is shared with whoever gave
-    // us an inherited listener, so a refused start must not leave it set.
-    for fd in handoff.fds() {
-        // The listeners stay in gracewrap (CLOEXEC: no child sees them).
-        // Non-blocking, so a connection another process accepted first
-        // cannot stall the loop.
-        rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK).map_err(|e| {
-            anyhow!(
-                "cannot make fd {} non-blocking: {}",
-                fd.as_raw_fd(),
-                reason(e)
-            )
-        })?;
-    }
+    // (cli made sure there is one name at most.)
     let name = match &args.fdnames {
-        Some(names) if names.len() == 1 => names[0].clone(),
-        Some(names) => {
-            return Err(Failure::usage(format!(
-                "--accept passes one connection: give --fdname one name, not {}",
-                names.len()
-            ))
-            .into());
-        }
+        Some(names) => names[0].clone(),
         None => CONNECTION_NAME.to_string(),
     };
     resident::check(args)?;
@@ -82,6 +63,10 @@ pub fn run(args: &Args, mut handoff: Handoff, inetd: bool, max: usize) -> Result
             ));
         }
     }
+    // Last, once nothing else can fail: O_NONBLOCK is shared with whoever
+    // gave us an inherited listener, so it is put back as it was on every
+    // way out (the guard).
+    let _flags = Nonblocking::set(handoff.fds())?;
     let listeners: Vec<&OwnedFd> = handoff.fds().collect();
     serve(args, &listeners, &watch, &name, inetd, max)
 }
@@ -158,6 +143,39 @@ fn serve(
                 }
                 // `conn` closes here: the child has its own copy.
             }
+        }
+    }
+}
+
+/// Sets O_NONBLOCK on the listeners (the loop must never block in
+/// accept: another process may take a connection first), and puts each
+/// one's file status flags back as they were when dropped, or when
+/// setting them fails half-way.
+struct Nonblocking<'a>(Vec<(&'a OwnedFd, OFlags)>);
+
+impl<'a> Nonblocking<'a> {
+    fn set(fds: impl Iterator<Item = &'a OwnedFd>) -> Result<Nonblocking<'a>> {
+        let mut guard = Nonblocking(Vec::new());
+        for fd in fds {
+            let fail = |e| {
+                anyhow!(
+                    "cannot make fd {} non-blocking: {}",
+                    fd.as_raw_fd(),
+                    reason(e)
+                )
+            };
+            let old = fcntl_getfl(fd).map_err(fail)?;
+            fcntl_setfl(fd, old | OFlags::NONBLOCK).map_err(fail)?;
+            guard.0.push((fd, old));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for Nonblocking<'_> {
+    fn drop(&mut self) {
+        for (fd, old) in &self.0 {
+            let _ = fcntl_setfl(fd, *old);
         }
     }
 }

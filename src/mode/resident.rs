@@ -22,18 +22,27 @@ use crate::sys::process::{self, Child, Env, Setup};
 use crate::sys::signals::{Blocked, Watch};
 
 /// Checks now what every child would fail on, so that a resident
-/// gracewrap fails at once (127, 126, 125) instead of once per child:
-/// PROGRAM is found by the very search its exec will make, in the PATH it
-/// will get; `--chdir` names a directory.
+/// gracewrap fails at once (125, 127, 126) instead of once per child, with
+/// the words exec mode would use: `--chdir` names a directory that can be
+/// entered, and PROGRAM is found by the very search its exec will make,
+/// in the PATH it will get, from the directory it will run in.
 pub fn check(args: &Args) -> Result<()> {
-    process::resolve(&args.program, program_path(args).as_deref())?;
-    match &args.chdir {
-        Some(dir) if !std::path::Path::new(dir).is_dir() => Err(anyhow!(
-            "cannot change directory to {}: not a directory",
-            quote(dir)
-        )),
-        _ => Ok(()),
+    if let Some(dir) = &args.chdir {
+        let fail = |e: &std::io::Error| {
+            anyhow!(
+                "cannot change directory to {}: {}",
+                quote(dir),
+                io_reason(e)
+            )
+        };
+        let meta = std::fs::metadata(dir).map_err(|e| fail(&e))?;
+        if !meta.is_dir() {
+            return Err(fail(&std::io::Error::from_raw_os_error(libc::ENOTDIR)));
+        }
     }
+    let cwd = args.chdir.as_deref().map(std::path::Path::new);
+    process::resolve(&args.program, program_path(args).as_deref(), cwd)?;
+    Ok(())
 }
 
 /// The PATH PROGRAM will get: the last `--setenv PATH`, else ours.

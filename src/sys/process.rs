@@ -80,9 +80,19 @@ pub fn search(program: &OsStr, path: Option<&OsStr>) -> Vec<PathBuf> {
 
 /// The file [`exec`] will run for `program`, checked now: a resident
 /// gracewrap fails at once with 127 or 126 instead of once per child.
-pub fn resolve(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Failure> {
+/// Relative candidates are taken from `cwd` (the `--chdir` the program
+/// will run in), else from ours.
+pub fn resolve(
+    program: &OsStr,
+    path: Option<&OsStr>,
+    cwd: Option<&Path>,
+) -> Result<PathBuf, Failure> {
     let mut denied = false;
     for candidate in search(program, path) {
+        let candidate = match cwd {
+            Some(dir) if candidate.is_relative() => dir.join(candidate),
+            _ => candidate,
+        };
         if rustix::fs::access(&candidate, rustix::fs::Access::EXEC_OK).is_ok()
             && candidate.metadata().is_ok_and(|m| m.is_file())
         {
@@ -95,6 +105,7 @@ pub fn resolve(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf, Failure
         program,
         &io::Error::from_raw_os_error(errno),
         path,
+        cwd,
     ))
 }
 
@@ -242,7 +253,7 @@ pub fn exec(program: &OsStr, args: &[OsString], env: Env) -> Failure {
     if denied && is_missing(&error) {
         error = io::Error::from_raw_os_error(libc::EACCES);
     }
-    exec_failure(program, &error, path.as_deref())
+    exec_failure(program, &error, path.as_deref(), None)
 }
 
 /// The errors that mean "no such candidate": the search goes on, and an
@@ -259,7 +270,17 @@ fn is_missing(error: &io::Error) -> bool {
 /// there means its `#!` interpreter or its ELF loader is missing; "no
 /// such file or directory" alone would send people looking for PROGRAM.
 /// (The status stays 127 then, as in bash and env(1).)
-pub fn exec_failure(program: &OsStr, error: &io::Error, path: Option<&OsStr>) -> Failure {
+/// Relative paths are taken from `cwd` if given, else from ours.
+pub fn exec_failure(
+    program: &OsStr,
+    error: &io::Error,
+    path: Option<&OsStr>,
+    cwd: Option<&Path>,
+) -> Failure {
+    let from_cwd = |p: PathBuf| match cwd {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
+    };
     let not_found = error.kind() == io::ErrorKind::NotFound;
     let status = if not_found {
         Status::NotFound
@@ -270,6 +291,7 @@ pub fn exec_failure(program: &OsStr, error: &io::Error, path: Option<&OsStr>) ->
     let searched = !program.as_bytes().contains(&b'/');
     let file = search(program, path)
         .into_iter()
+        .map(from_cwd)
         .find(|p| p.metadata().is_ok_and(|m| m.is_file()));
     let message = match file {
         Some(file) if not_found => match interpreter(&file) {
@@ -282,7 +304,7 @@ pub fn exec_failure(program: &OsStr, error: &io::Error, path: Option<&OsStr>) ->
             ),
         },
         _ if not_found && searched => format!("cannot execute {name}: not found in PATH"),
-        _ if !searched && Path::new(program).is_dir() => {
+        _ if !searched && from_cwd(PathBuf::from(program)).is_dir() => {
             format!("cannot execute {name}: is a directory")
         }
         _ => format!("cannot execute {name}: {}", io_reason(error)),

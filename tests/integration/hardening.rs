@@ -184,3 +184,65 @@ fn a_service_manager_that_never_reads_cannot_stall_the_supervisor() {
     signal(&gw, libc::SIGTERM);
     assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
 }
+
+/// `--chdir DIR -- ./app` runs DIR/app in every mode: the resident modes'
+/// start-up check looks for it where the program will run, as exec mode's
+/// exec does (they said "cannot execute ./app: entity not found").
+#[test]
+fn a_relative_program_is_found_in_the_chdir_directory_in_every_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("chdirapp");
+    let app = dir.join("app");
+    std::fs::write(&app, "#!/bin/sh\necho \"ran in $PWD\"\n").unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let want = format!("ran in {}\n", dir.display());
+    let chdir = dir.to_str().unwrap();
+    for mode in [&[][..], &["-s"][..]] {
+        let mut cmd = gracewrap(mode);
+        cmd.args(["--chdir", chdir, "-l", &quiet_spec(), "--", "./app"]);
+        let out = run(&mut cmd);
+        out.expect_code(0);
+        assert_eq!(out.stdout, want, "{mode:?}");
+    }
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-a",
+        "--inetd",
+        "--chdir",
+        chdir,
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "./app",
+    ]));
+    let addr = gw.accepting_addr();
+    let mut answer = String::new();
+    use std::io::Read;
+    TcpStream::connect(&addr)
+        .unwrap()
+        .read_to_string(&mut answer)
+        .unwrap();
+    assert_eq!(answer, want);
+}
+
+/// One wording for a `--chdir` that is not there, in every mode.
+#[test]
+fn a_missing_chdir_directory_reads_the_same_in_every_mode() {
+    let dir = temp_dir("chdirmissing");
+    let missing = dir.join("missing");
+    let line = format!(
+        "gracewrap: cannot change directory to {}: no such file or directory",
+        missing.display()
+    );
+    for mode in [&[][..], &["-s"][..], &["-a"][..]] {
+        let mut cmd = gracewrap(mode);
+        cmd.args([
+            "--chdir",
+            missing.to_str().unwrap(),
+            "-l",
+            &quiet_spec(),
+            "--",
+            "true",
+        ]);
+        run(&mut cmd).expect_code(125).expect_stderr(&line);
+    }
+}

@@ -636,6 +636,26 @@ const ROWS: &[Row] = &[
             assert_eq!(r.fd(3).get("listening"), "0", "{r:?}");
         }),
     },
+    // Issue 12, 12: a failed --accept start left O_NONBLOCK set on the
+    // caller's listener (the row checks its flags afterwards).
+    Row {
+        id: "accept-start-fails-after-taking-a-listener",
+        args: &["-a", "-l", "fd:7", "--", "{dir}/no-such-program"],
+        env: NOENV,
+        setup: &[Setup::ListenerAt(7)],
+        stderr: "gracewrap: cannot execute {dir}/no-such-program: no such file or directory",
+        code: 127,
+        after: After::Untouched,
+    },
+    Row {
+        id: "accept-chdir-missing-after-taking-a-listener",
+        args: &["-a", "-l", "fd:7", "--chdir", "{dir}/missing", "--", "true"],
+        env: NOENV,
+        setup: &[Setup::ListenerAt(7)],
+        stderr: "gracewrap: cannot change directory to {dir}/missing: no such file or directory",
+        code: 125,
+        after: After::Untouched,
+    },
     Row {
         id: "fd-not-listening-with-accept",
         args: &["-a", "-l", "fd:7", "-l", "fd:8", "true"],

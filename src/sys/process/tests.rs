@@ -21,6 +21,7 @@ fn message(program: &Path) -> String {
         program.as_os_str(),
         &io::Error::from_raw_os_error(libc::ENOENT),
         None,
+        None,
     )
     .message
 }
@@ -73,12 +74,12 @@ fn without_path_the_search_is_the_c_librarys_default_and_nothing_else() {
     // and the diagnosis agrees with the search (no interpreter blamed).
     let dir = scratch("nopath");
     executable(&dir.join("only-here"), b"#!/bin/sh\nexit 0\n");
-    let err = resolve(OsStr::new("only-here"), None).unwrap_err();
+    let err = resolve(OsStr::new("only-here"), None, None).unwrap_err();
     assert_eq!(err.status, Status::NotFound);
     assert_eq!(err.message, "cannot execute only-here: not found in PATH");
     let path = dir.as_os_str();
     assert_eq!(
-        resolve(OsStr::new("only-here"), Some(path)).unwrap(),
+        resolve(OsStr::new("only-here"), Some(path), None).unwrap(),
         dir.join("only-here")
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -105,9 +106,9 @@ fn a_file_that_exists_but_cannot_run_is_126_and_a_missing_one_127() {
     let dir = scratch("denied");
     std::fs::write(dir.join("plain"), "x").unwrap();
     let path = dir.as_os_str();
-    let err = resolve(OsStr::new("plain"), Some(path)).unwrap_err();
+    let err = resolve(OsStr::new("plain"), Some(path), None).unwrap_err();
     assert_eq!(err.status, Status::CannotExecute, "{}", err.message);
-    let err = resolve(OsStr::new("nothing"), Some(path)).unwrap_err();
+    let err = resolve(OsStr::new("nothing"), Some(path), None).unwrap_err();
     assert_eq!(err.status, Status::NotFound, "{}", err.message);
     std::fs::remove_dir_all(&dir).unwrap();
 }
