@@ -52,8 +52,9 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
                             terminal's foreground); signals go to the whole group
       --pid-file PATH       write gracewrap's pid there (atomically); removed on exit
   Signals: the restart signal restarts; TERM stops all generations (stop-signal,
-  stop-timeout, KILL) and exits; INT QUIT USR1 USR2 WINCH TSTP TTIN TTOU CONT ALRM
-  PWR URG are forwarded to the current generation. Exit status: PROGRAM's, or
+  stop-timeout, KILL) and exits; every other signal a process can catch (INT QUIT
+  USR1 USR2 WINCH TSTP CONT ALRM XCPU PROF IO, the real-time ones...) is forwarded
+  to the current generation (see SIGNALS in gracewrap(1)). Exit status: PROGRAM's, or
   128+signal if a signal killed it. DUR: 10s, 500ms, 2m, or seconds.
 
 systemd-socket-activate compatibility:

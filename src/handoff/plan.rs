@@ -30,6 +30,10 @@ use crate::socket;
 use crate::spec::{Addr, Family, Host, Proto, Spec, UnixKind, UnixPath};
 use crate::sys::raw::vsock;
 
+/// The most one argument or environment string may have, NUL included
+/// (32 pages: MAX_ARG_STRLEN in linux/binfmts.h).
+const MAX_ARG_STRLEN: usize = 32 * 4096;
+
 /// What one `--listen` resolves to.
 enum Choice {
     /// Reuse inherited fd number `i` (index into the inherited set).
@@ -164,6 +168,19 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
         .filter(|_| !matches!(args.mode, Mode::Accept { .. }))
     {
         apply_fdnames(&mut handoff.sockets, names)?;
+    }
+    // LISTEN_FDNAMES is one string of the environment, which the kernel
+    // caps at MAX_ARG_STRLEN: over it, exec fails with E2BIG, which would
+    // read as PROGRAM's fault (126). Say whose it is, before anything runs.
+    // (In --accept mode the names are the connection's.)
+    if !matches!(args.mode, Mode::Accept { .. }) {
+        let bytes = "LISTEN_FDNAMES=".len() + handoff.names().len() + 1;
+        if bytes > MAX_ARG_STRLEN {
+            bail!(
+                "LISTEN_FDNAMES for {} sockets would be {bytes} bytes, more than the {MAX_ARG_STRLEN} the kernel allows one environment variable (MAX_ARG_STRLEN): use shorter names",
+                handoff.sockets.len()
+            );
+        }
     }
     if handoff.sockets.is_empty() {
         let mut msg = "no sockets: give --listen, or run gracewrap where LISTEN_FDS is set for it"

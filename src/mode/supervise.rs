@@ -47,23 +47,43 @@ use crate::sys::notify::{Listener, Upstream};
 use crate::sys::raw::{self, monotonic_usec};
 use crate::sys::signals::Watch;
 
-/// Signals passed on to the current generation (tini's set, minus the
-/// ones gracewrap acts on).
-const FORWARD: [i32; 13] = [
-    libc::SIGHUP,
-    libc::SIGINT,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGTSTP,
-    libc::SIGTTIN,
-    libc::SIGTTOU,
-    libc::SIGCONT,
-    libc::SIGALRM,
-    libc::SIGPWR,
-    libc::SIGURG,
-];
+/// Signals passed on to the current generation, as tini does: every
+/// signal a process can catch that means nothing to gracewrap itself. Not
+/// the restart signal, SIGTERM and SIGCHLD (gracewrap acts on them), the
+/// faults (they are about gracewrap's own code), SIGPIPE (ignored for its
+/// messages), or 32 and 33 (the C library's). Without a handler, the ones
+/// whose default is to terminate (SIGXCPU, SIGPROF, SIGIO, the real-time
+/// signals...) would kill gracewrap, and its generations with it.
+fn forwarded(restart: i32) -> Vec<i32> {
+    let named = [
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGSTKFLT,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGURG,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGWINCH,
+        libc::SIGIO,
+        libc::SIGPWR,
+    ];
+    // SIGRTMIN is 34 under glibc and musl alike (32 and 33 are theirs).
+    let realtime = 34..=64;
+    named
+        .into_iter()
+        .chain(realtime)
+        .filter(|&s| s != restart)
+        .collect()
+}
 
 /// A generation that lived at least this long resets the crash backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -159,7 +179,7 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
         handoff.report();
     }
     let mut caught = vec![sup.restart_signal, libc::SIGTERM, libc::SIGCHLD];
-    caught.extend(FORWARD.iter().filter(|s| **s != sup.restart_signal));
+    caught.extend(forwarded(sup.restart_signal));
     let watch = resident::watch(&caught)?;
     let notify = Listener::new()
         .map_err(|e| anyhow!("cannot create the notification socket: {}", reason(e)))?;

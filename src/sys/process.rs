@@ -356,8 +356,8 @@ pub struct Setup {
     pub new_group: bool,
     /// Our pid, to notice that we died before PR_SET_PDEATHSIG took hold.
     parent: i32,
-    /// Signals gracewrap catches, to reset (at most 16).
-    caught: [i32; 16],
+    /// Signals gracewrap catches, to reset (every signal there is, at most).
+    caught: [i32; 64],
     ncaught: usize,
     /// `--keep-signals`, and the mask to give back with it.
     keep_signals: bool,
@@ -366,8 +366,8 @@ pub struct Setup {
 
 impl Setup {
     pub fn new(caught: &[i32], keep_signals: bool, mask: u64) -> Setup {
-        let mut arr = [0; 16];
-        let n = caught.len().min(16);
+        let mut arr = [0; 64];
+        let n = caught.len().min(64);
         arr[..n].copy_from_slice(&caught[..n]);
         Setup {
             fd3: None,

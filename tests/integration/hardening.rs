@@ -246,3 +246,80 @@ fn a_missing_chdir_directory_reads_the_same_in_every_mode() {
         run(&mut cmd).expect_code(125).expect_stderr(&line);
     }
 }
+
+/// LISTEN_FDNAMES is one environment string, which the kernel caps at
+/// 128 KiB: over it, exec failed with E2BIG and gracewrap blamed PROGRAM
+/// ("argument list too long", 126). It is gracewrap's doing: 125, said
+/// before anything runs, in exec and supervisor mode alike. n names of 255
+/// bytes make 15 + 256 n bytes with the colons and the NUL: 511 fit, 512
+/// do not.
+#[test]
+fn names_too_long_for_the_environment_are_gracewraps_error_before_anything_runs() {
+    let name = "n".repeat(255);
+    let specs = |n: usize| -> Vec<String> {
+        (0..n)
+            .flat_map(|_| ["-l".to_string(), quiet_spec()])
+            .collect()
+    };
+    run(gracewrap(["--fdname", &name])
+        .args(specs(511))
+        .args(["--", "true"]))
+    .expect_code(0);
+    let line = "gracewrap: LISTEN_FDNAMES for 512 sockets would be 131087 bytes, more than the 131072 the kernel allows one environment variable (MAX_ARG_STRLEN): use shorter names";
+    for mode in [&[][..], &["-s"][..]] {
+        run(gracewrap(mode)
+            .args(["--fdname", &name])
+            .args(specs(512))
+            .args(["--", "true"]))
+        .expect_code(125)
+        .expect_stderr(line);
+    }
+}
+
+/// Outside PID 1, a signal whose default action is to terminate killed
+/// the supervisor when it neither handled nor forwarded it (SIGXCPU,
+/// SIGPROF, SIGIO, the real-time ones...), and the generation with it
+/// (through the parent-death signal). Every catchable signal that means
+/// nothing to gracewrap is forwarded, as tini does.
+#[test]
+fn every_catchable_signal_that_is_not_gracewraps_reaches_the_generation() {
+    let sigs = [
+        libc::SIGSTKFLT,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGIO,
+        34,
+        40,
+        64,
+    ];
+    let dir = temp_dir("forward");
+    let log = dir.join("got");
+    let list = sigs.map(|s| s.to_string()).join(", ");
+    let (mut gw, _dir) = supervise_python(
+        &[],
+        &format!(
+            "log = open({:?}, 'a', buffering=1)\n\
+             for s in [{list}]: signal.signal(s, lambda n, f: log.write('%d\\n' % n))",
+            log.to_str().unwrap()
+        ),
+    );
+    for sig in sigs {
+        // rustix has no Signal for the real-time ones: kill(1) does.
+        let status = std::process::Command::new("kill")
+            .args([format!("-{sig}"), gw.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_until(&format!("signal {sig} forwarded"), || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == sig.to_string())
+        });
+    }
+    assert!(gw.child.try_wait().unwrap().is_none(), "gracewrap died");
+    signal(&gw, libc::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
+}
