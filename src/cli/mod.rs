@@ -345,6 +345,7 @@ impl Args {
         let mut argv: Vec<OsString> = vec!["gracewrap".into()];
         let flags = [
             (self.no_pid, "--no-pid"),
+            (self.keep_fds, "--keep-fds"),
             (self.keep_signals, "--keep-signals"),
             (inetd, "--inetd"),
         ];
@@ -393,7 +394,7 @@ impl Args {
             chdir: self.chdir.clone(),
             setenv: self.child_setenv(reserved).cloned().collect(),
             no_pid: self.no_pid,
-            keep_fds: false,
+            keep_fds: self.keep_fds,
             keep_signals: self.keep_signals,
             verbose: false,
             program: self.program.clone(),

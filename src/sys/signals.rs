@@ -11,7 +11,7 @@
 //! or nohup(1).
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 // MIPS and Alpha put `sa_flags` first; `KernelSigaction` below would be
 // wrong there.
@@ -28,6 +28,10 @@ const NSIG: i32 = 64;
 
 /// Whether our caller left SIGPIPE ignored (restored for `--keep-signals`).
 static SIGPIPE_WAS_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// The signals a [`Watch`] caught that our caller had left ignored, as a
+/// mask (bit `sig - 1`): restored for `--keep-signals` in children.
+static CAUGHT_WERE_IGNORED: AtomicU64 = AtomicU64::new(0);
 
 /// Called first thing in `main`: ignores SIGPIPE, so that writing a message
 /// to a closed pipe fails with EPIPE instead of killing gracewrap before it
@@ -122,6 +126,9 @@ impl Watch {
         let wake = write.into_raw_fd();
         let mut flags = Vec::with_capacity(signals.len());
         for &sig in signals {
+            if sigaction(sig, None) == Some(libc::SIG_IGN) && (1..=NSIG).contains(&sig) {
+                CAUGHT_WERE_IGNORED.fetch_or(1u64 << (sig - 1), Ordering::Relaxed);
+            }
             let flag = std::sync::Arc::new(AtomicBool::new(false));
             let mine = std::sync::Arc::clone(&flag);
             let handler = move || {
@@ -225,7 +232,17 @@ fn set_mask(mask: u64) {
 /// the default action.
 pub fn child_reset(caught: &[i32], keep: bool, mask: Option<u64>) {
     for &sig in caught {
-        sigaction(sig, Some(libc::SIG_DFL));
+        // With `keep`, a signal the caller had ignored before gracewrap
+        // caught it is ignored again (SIGINT in a shell's background job).
+        let ignored = keep
+            && (1..=NSIG).contains(&sig)
+            && CAUGHT_WERE_IGNORED.load(Ordering::Relaxed) & (1u64 << (sig - 1)) != 0;
+        let action = if ignored {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        sigaction(sig, Some(action));
     }
     if keep {
         let pipe = if SIGPIPE_WAS_IGNORED.load(Ordering::Relaxed) {

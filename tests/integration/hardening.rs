@@ -323,3 +323,37 @@ fn every_catchable_signal_that_is_not_gracewraps_reaches_the_generation() {
     signal(&gw, libc::SIGTERM);
     assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
 }
+
+/// `--keep-fds` and `--keep-signals` hold in supervisor mode as in exec
+/// mode: before, the generation's gracewrap closed the kept fds, and the
+/// signals the supervisor catches to forward (INT, QUIT...) reached
+/// PROGRAM at their default action although the caller had ignored them.
+#[test]
+fn keep_fds_and_keep_signals_reach_a_generation_as_in_exec_mode() {
+    let probe = probe();
+    let script = format!(
+        "trap '' INT QUIT USR1; exec 7</dev/null; exec {} -s --keep-fds --keep-signals -l {} -- {}",
+        sh_quote(&[gracewrap_path()]),
+        quiet_spec(),
+        sh_quote(&[probe.to_str().unwrap()])
+    );
+    let r = run(std::process::Command::new("sh").args(["-c", &script]))
+        .expect_code(0)
+        .report();
+    assert!(r.passed_fds().contains(&7), "{:?}", r.passed_fds());
+    let bit = |sig: i32| 1u64 << (sig - 1);
+    for sig in [libc::SIGINT, libc::SIGQUIT, libc::SIGUSR1] {
+        assert_ne!(
+            r.sigign & bit(sig),
+            0,
+            "signal {sig}: SigIgn {:x}",
+            r.sigign
+        );
+    }
+    // Without --keep-signals, nothing is ignored, as under systemd.
+    let script = script.replace(" --keep-signals", "");
+    let r = run(std::process::Command::new("sh").args(["-c", &script]))
+        .expect_code(0)
+        .report();
+    assert_eq!(r.sigign, 0, "SigIgn {:x}", r.sigign);
+}
