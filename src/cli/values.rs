@@ -42,7 +42,8 @@ const SIGNALS: [(&str, i32); 31] = [
 /// catch (KILL, STOP), the faults, whose handler would return to the
 /// faulting instruction (ILL, TRAP, ABRT, BUS, FPE, SEGV, SYS), the ones
 /// gracewrap acts on itself (CHLD, TERM; PIPE, ignored for its own
-/// messages), and 32 and 33, which the C library keeps for its threads.
+/// messages), and those from 32 up to SIGRTMIN, which the C library keeps
+/// for its threads.
 pub fn not_catchable_for_restart(sig: i32) -> Option<&'static str> {
     match sig {
         libc::SIGKILL | libc::SIGSTOP => Some("it cannot be caught"),
@@ -54,7 +55,7 @@ pub fn not_catchable_for_restart(sig: i32) -> Option<&'static str> {
         | libc::SIGSEGV
         | libc::SIGSYS => Some("it reports a fault"),
         libc::SIGCHLD | libc::SIGTERM | libc::SIGPIPE => Some("gracewrap acts on it itself"),
-        32 | 33 => Some("the C library keeps it for its threads"),
+        32.. if sig < libc::SIGRTMIN() => Some("the C library keeps it for its threads"),
         _ => None,
     }
 }

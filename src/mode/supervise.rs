@@ -51,7 +51,7 @@ use crate::sys::signals::Watch;
 /// signal a process can catch that means nothing to gracewrap itself. Not
 /// the restart signal, SIGTERM and SIGCHLD (gracewrap acts on them), the
 /// faults (they are about gracewrap's own code), SIGPIPE (ignored for its
-/// messages), or 32 and 33 (the C library's). Without a handler, the ones
+/// messages), or the C library's own real-time signals below SIGRTMIN. Without a handler, the ones
 /// whose default is to terminate (SIGXCPU, SIGPROF, SIGIO, the real-time
 /// signals...) would kill gracewrap, and its generations with it.
 fn forwarded(restart: i32) -> Vec<i32> {
@@ -76,8 +76,9 @@ fn forwarded(restart: i32) -> Vec<i32> {
         libc::SIGIO,
         libc::SIGPWR,
     ];
-    // SIGRTMIN is 34 under glibc and musl alike (32 and 33 are theirs).
-    let realtime = 34..=64;
+    // The C library keeps the first real-time signals for itself (glibc
+    // 32 and 33, musl 32 to 34) and refuses handlers for them.
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
     named
         .into_iter()
         .chain(realtime)
