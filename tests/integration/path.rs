@@ -9,14 +9,12 @@ struct LocalBinScript(std::path::PathBuf);
 
 impl LocalBinScript {
     fn new() -> LocalBinScript {
-        use std::os::unix::fs::PermissionsExt;
         let path = std::path::PathBuf::from(format!(
             "/usr/local/bin/gracewrap-test-only-here-{}",
             std::process::id()
         ));
         std::fs::create_dir_all("/usr/local/bin").unwrap();
-        std::fs::write(&path, "#!/bin/sh\necho ran\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&path, "#!/bin/sh\necho ran\n");
         LocalBinScript(path)
     }
 
@@ -87,11 +85,9 @@ fn without_path_programs_in_bin_and_usr_bin_are_found() {
 /// execvp would refuse it), since gracewrap searches and execs itself.
 #[test]
 fn a_script_without_a_shebang_line_runs_under_bin_sh() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir("noshebang");
     let script = dir.join("plain-script");
-    std::fs::write(&script, "echo plain $1\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&script, "echo plain $1\n");
     let out =
         run(gracewrap(["-l", "tcp:127.0.0.1:0", "--", "plain-script", "arg"]).env("PATH", &dir));
     out.expect_code(0);

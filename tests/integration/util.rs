@@ -257,6 +257,21 @@ pub fn quiet_spec() -> String {
     )
 }
 
+/// Writes an executable file a test will exec, from a child process.
+/// Written here, the file would be open for writing in this
+/// multi-threaded test binary for a moment; another test's fork(2) in that
+/// moment keeps it open until its exec(2), and exec'ing the file then
+/// fails with ETXTBSY ("text file busy").
+pub fn write_executable(path: &Path, text: &str) {
+    let status = Command::new("sh")
+        .args(["-c", "printf %s \"$1\" > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .arg(text)
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "cannot write {}", path.display());
+}
+
 /// A fresh, empty directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
