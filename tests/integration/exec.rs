@@ -646,3 +646,193 @@ fn a_failed_start_removes_the_socket_files_it_bound() {
     assert!(!ours.exists());
     std::os::unix::net::UnixStream::connect(&theirs).expect("their socket still serves");
 }
+
+/// On a kernel without close_range(2) (before Linux 5.9) the stray fds in
+/// the socket range are closed all the same, one by one as
+/// /proc/self/fd lists them.
+#[test]
+fn without_close_range_stray_fds_in_the_socket_range_are_still_closed() {
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let mut cmd = gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "udp:127.0.0.1:0",
+        "--",
+        probe().to_str().unwrap(),
+    ]);
+    for fd in [3, 4, 5, 9] {
+        with_fd_at(&mut cmd, &devnull, fd);
+    }
+    with_failing_syscalls(
+        &mut cmd,
+        &[Fail {
+            nr: libc::SYS_close_range,
+            errno: libc::ENOSYS,
+            if_arg_set: None,
+        }],
+    );
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown", "unknown"]);
+    assert_eq!(r.fd(3).get("type"), "stream");
+    assert_eq!(r.fd(4).get("type"), "dgram");
+}
+
+/// setrlimit(2) refused (a seccomp policy, a container runtime): the
+/// `want`ed raise is only a wish; if the soft limit already covers what
+/// the sockets need, gracewrap goes on with it.
+#[test]
+fn a_refused_raise_of_the_fd_limit_is_no_error_when_the_soft_limit_suffices() {
+    let mut cmd = gracewrap(["-l", "tcp:127.0.0.1:0", "--", probe().to_str().unwrap()]);
+    with_nofile(&mut cmd, 10, 1000);
+    with_failing_syscalls(&mut cmd, &refuse_setrlimit());
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown"]);
+    assert_eq!(r.nofile_soft, "10");
+}
+
+/// setrlimit(2) refused and the soft limit too low for the sockets: the
+/// error names the soft limit, before anything is bound.
+#[test]
+fn a_refused_raise_of_the_fd_limit_is_an_error_when_the_soft_limit_is_too_low() {
+    let mut cmd = gracewrap(["-l", "tcp:127.0.0.1:0", "--", probe().to_str().unwrap()]);
+    with_nofile(&mut cmd, 4, 1000);
+    with_failing_syscalls(&mut cmd, &refuse_setrlimit());
+    run(&mut cmd).expect_code(125).expect_stderr(
+        "gracewrap: 1 sockets need 5 file descriptors, but RLIMIT_NOFILE allows only 4",
+    );
+}
+
+/// setrlimit(2) and prlimit64(2) with a new limit fail with EPERM;
+/// reading the limits still works.
+fn refuse_setrlimit() -> [Fail; 2] {
+    [
+        Fail {
+            nr: libc::SYS_setrlimit,
+            errno: libc::EPERM,
+            if_arg_set: None,
+        },
+        Fail {
+            nr: libc::SYS_prlimit64,
+            errno: libc::EPERM,
+            if_arg_set: Some(2),
+        },
+    ]
+}
+
+/// Sockets that already sit in their slots are placed where they are:
+/// stdio, the sockets and one spare fd (what gracewrap asks
+/// RLIMIT_NOFILE for) are enough, no copy above the range is made.
+#[test]
+fn sockets_already_in_their_slots_need_no_fd_beyond_the_reserved_one() {
+    let mut cmd = gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "udp:127.0.0.1:0",
+        "--",
+        probe().to_str().unwrap(),
+    ]);
+    with_nofile(&mut cmd, 6, 6);
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown", "unknown"]);
+    assert_eq!(r.nofile_soft, "6");
+}
+
+/// A socket inside the range but in another one's slot moves just above
+/// the range, to the spare fd: with fd:4 (for slot 3) and fd:7 (for slot
+/// 4), fds 0-5 are all it takes.
+#[test]
+fn a_socket_in_another_slot_moves_just_above_the_range() {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cmd = gracewrap(["-l", "fd:4", "-l", "fd:7", "--", probe().to_str().unwrap()]);
+    with_fd_at(&mut cmd, &a, 4);
+    with_fd_at(&mut cmd, &b, 7);
+    with_nofile(&mut cmd, 6, 6);
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown", "unknown"]);
+    assert_eq!(r.fd(3).inet(), a.local_addr().unwrap());
+    assert_eq!(r.fd(4).inet(), b.local_addr().unwrap());
+}
+
+/// A soft fd limit that holds the sockets but not their copies is raised
+/// for gracewrap's own work: 20 fd:N sockets handed over in reverse order
+/// all move, which takes fds up to 42, under a soft limit of 31. PROGRAM
+/// gets the caller's limit back.
+#[test]
+fn a_soft_fd_limit_without_room_to_move_the_sockets_is_raised_while_gracewrap_moves_them() {
+    let listeners: Vec<TcpListener> = (0..20)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let mut args: Vec<String> = Vec::new();
+    // fd:22 goes to slot 3, fd:21 to slot 4, ..., fd:3 to slot 22.
+    for fd in (3..23).rev() {
+        args.push("-l".into());
+        args.push(format!("fd:{fd}"));
+    }
+    let mut cmd = gracewrap(&args);
+    cmd.arg("--").arg(probe());
+    for (i, l) in listeners.iter().enumerate() {
+        with_fd_at(&mut cmd, l, 3 + i as i32);
+    }
+    with_nofile(&mut cmd, 31, 4096);
+    let out = run(&mut cmd);
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown"; 20]);
+    for (i, l) in listeners.iter().enumerate() {
+        assert_eq!(r.fd(22 - i as i32).inet(), l.local_addr().unwrap());
+    }
+    assert_eq!(r.nofile_soft, "31");
+}
+
+/// While it holds n sockets, gracewrap's own soft fd limit is stdio, the
+/// sockets, one spare, a copy of each socket and 16 more: 24 for two.
+/// (Seen while `--lazy` waits for traffic, before the limit goes back.)
+#[test]
+fn while_it_holds_the_sockets_gracewraps_fd_limit_has_room_for_a_copy_of_each() {
+    let mut cmd = gracewrap([
+        "-v",
+        "--lazy",
+        "-l",
+        &quiet_spec(),
+        "-l",
+        &quiet_spec(),
+        "--",
+        "true",
+    ]);
+    with_nofile(&mut cmd, 20, 4096);
+    let mut g = Running::spawn(&mut cmd);
+    g.stderr_line("(fd 4)");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", g.child.id())).unwrap();
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap();
+    assert_eq!(soft, "24", "{limits}");
+}
+
+/// LISTEN_FDNAMES may fill one environment string to the last byte the
+/// kernel takes (MAX_ARG_STRLEN, 131072 with the NUL): 1579 names of 82
+/// bytes make exactly that, and PROGRAM runs.
+#[test]
+fn names_that_fill_an_environment_string_to_the_last_byte_still_reach_the_program() {
+    let name = "n".repeat(82);
+    let mut cmd = gracewrap(["--fdname", &name]);
+    for _ in 0..1579 {
+        cmd.args(["-l", &quiet_spec()]);
+    }
+    cmd.args(["--", "true"]);
+    assert_eq!("LISTEN_FDNAMES=".len() + 1579 * 83 - 1 + 1, 131_072);
+    run(&mut cmd).expect_code(0);
+}

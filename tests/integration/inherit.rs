@@ -455,3 +455,105 @@ fn fdname_names_all_passed_sockets_in_fd_order() {
     ]))
     .expect_code(2);
 }
+
+/// `fd:3` where fd 3 is an inherited socket names that socket: it is
+/// reused, once, with the spec's name, not taken a second time.
+#[test]
+fn fd_n_naming_an_inherited_socket_reuses_it_once() {
+    let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = run(&mut activated(
+        &[&l1],
+        &[("LISTEN_FDS", "1")],
+        &["-l", "web=fd:3", "--", &p()],
+    ));
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["web"]);
+    assert_eq!(r.fd(3).inet(), l1.local_addr().unwrap());
+}
+
+/// Every fd:N outside the inherited set must be open as the caller left
+/// it: with inherited sockets at 3 and 4, a closed fd 5 is refused even
+/// though taking fd:0 would put a copy of stdin there.
+#[test]
+fn a_closed_fd_just_above_the_inherited_set_is_refused_before_fd_0_is_copied_there() {
+    let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l2 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stdin = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = activated(
+        &[&l1, &l2],
+        &[("LISTEN_FDS", "2")],
+        &["-l", "fd:0", "-l", "fd:5", "--", "true"],
+    );
+    cmd.stdin(std::os::fd::OwnedFd::from(stdin));
+    run(&mut cmd)
+        .expect_code(125)
+        .expect_stderr("gracewrap: fd:5: fd 5 is not open");
+}
+
+/// An inherited socket on the same host but another port is not what a
+/// spec asks for: the spec gets its own socket.
+#[test]
+fn an_inherited_socket_on_another_port_of_the_same_host_is_not_reused() {
+    let port = free_port();
+    let out = run(&mut gracewrap([
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        gracewrap_path(),
+        "-l",
+        &format!("tcp:127.0.0.1:{port}"),
+        "--",
+        &p(),
+    ]));
+    out.expect_code(0);
+    let r = out.report();
+    r.assert_protocol(&["unknown", "unknown"]);
+    assert_ne!(r.fd(3).inet().port(), port);
+    assert_eq!(r.fd(4).inet().port(), port);
+}
+
+/// A nested gracewrap given the very spec its parent bound reuses the
+/// inherited socket instead of binding the address again (which would
+/// fail: in use), for every kind of address: `localhost` (127.0.0.1, and
+/// ::1 for tcp6), an IPv4 and an IPv6 literal, an abstract unix name, a vsock port
+/// (where the kernel has AF_VSOCK).
+#[test]
+fn the_same_spec_nested_reuses_the_inherited_socket_for_every_address_kind() {
+    let pid = std::process::id();
+    let specs = [
+        format!("tcp:localhost:{}", free_port()),
+        format!("tcp:127.0.0.1:{}", free_port()),
+        format!("tcp6:localhost:{}", free_port()),
+        format!("tcp:[::1]:{}", free_port()),
+        format!("unix:@gw-reuse-{pid}"),
+        format!("vsock::{}", 40_000 + pid % 20_000),
+    ];
+    for spec in &specs {
+        let out = run(&mut gracewrap([
+            "-l",
+            spec,
+            "--",
+            gracewrap_path(),
+            "-l",
+            spec,
+            "--",
+            &p(),
+        ]));
+        if spec.starts_with("vsock") && out.stderr.contains("this kernel has no AF_VSOCK") {
+            continue;
+        }
+        out.expect_code(0);
+        let r = out.report();
+        r.assert_protocol(&["unknown"]);
+        let addr = r.fd(3).get("addr").to_string();
+        let want = match spec.split(':').next().unwrap() {
+            "tcp6" => "[::1]:",
+            _ if spec.contains("[::1]") => "[::1]:",
+            "tcp" => "127.0.0.1:",
+            "unix" => "@gw-reuse-",
+            _ => "4294967295:",
+        };
+        assert!(addr.starts_with(want), "{spec}: {addr}");
+    }
+}

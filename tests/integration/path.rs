@@ -93,3 +93,47 @@ fn a_script_without_a_shebang_line_runs_under_bin_sh() {
     out.expect_code(0);
     assert_eq!(out.stdout, "plain arg\n");
 }
+
+/// As in execvp(3), only "no such file" errors (and EACCES) move the
+/// search on to the next PATH entry: a candidate that fails otherwise
+/// (here ELOOP, a symlink to itself) is the answer, and a program of the
+/// same name later in PATH is not run.
+#[test]
+fn a_candidate_failing_other_than_not_found_ends_the_path_search() {
+    let dir = temp_dir("eloop");
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    std::os::unix::fs::symlink("prog", first.join("prog")).unwrap();
+    write_executable(&second.join("prog"), "#!/bin/sh\necho second\n");
+    let path = format!("{}:{}", first.display(), second.display());
+    let out = run(gracewrap(["-l", &quiet_spec(), "--", "prog"]).env("PATH", &path));
+    out.expect_code(126)
+        .expect_stderr("gracewrap: cannot execute prog: too many levels of symbolic links");
+    assert_eq!(out.stdout, "");
+}
+
+/// `--chdir DIR -- ./sub` where DIR/sub is a directory says so in every
+/// mode: the resident modes' start-up check looks at DIR/sub, where the
+/// program would run, not at ./sub where gracewrap happens to be.
+#[test]
+fn a_relative_program_that_is_a_directory_under_chdir_is_named_a_directory_in_every_mode() {
+    let dir = temp_dir("chdirsubdir");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let elsewhere = temp_dir("chdirsubdir-cwd");
+    for mode in [&[][..], &["-s"][..], &["-a"][..]] {
+        let mut cmd = gracewrap(mode);
+        cmd.args([
+            "--chdir",
+            dir.to_str().unwrap(),
+            "-l",
+            &quiet_spec(),
+            "--",
+            "./sub",
+        ])
+        .current_dir(&elsewhere);
+        run(&mut cmd)
+            .expect_code(126)
+            .expect_stderr("gracewrap: cannot execute ./sub: is a directory");
+    }
+}

@@ -607,6 +607,105 @@ pub fn with_blocked(cmd: &mut Command, sig: i32) -> &mut Command {
     }
 }
 
+/// Makes `cmd`'s child start with RLIMIT_NOFILE at `soft` and `hard`.
+/// (Fds handed over with [`with_fd_at`] before this stay open above it.)
+#[allow(unsafe_code)]
+pub fn with_nofile(cmd: &mut Command, soft: u64, hard: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit(2) is async-signal-safe and only changes the
+    // child's limit.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A system call that [`with_failing_syscalls`] makes fail.
+#[derive(Debug, Clone, Copy)]
+pub struct Fail {
+    /// The syscall number (`libc::SYS_*`).
+    pub nr: libc::c_long,
+    /// What it fails with.
+    pub errno: i32,
+    /// Fail only when this argument (0-based) is not 0 or NULL: e.g.
+    /// prlimit64(2) sets a limit only when its third one is given.
+    pub if_arg_set: Option<u32>,
+}
+
+/// Makes the given system calls fail in `cmd`'s child and everything it
+/// execs (a seccomp filter, installed last): how a test plays a kernel
+/// without close_range(2), or one that refuses to raise a limit. Every
+/// other call, and every call of another architecture, is allowed.
+#[allow(unsafe_code)]
+pub fn with_failing_syscalls<'a>(cmd: &'a mut Command, fails: &[Fail]) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e; // AUDIT_ARCH_X86_64
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7; // AUDIT_ARCH_AARCH64
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = |offset: u32| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    let ret = |k: u32| stmt(libc::BPF_RET | libc::BPF_K, k);
+    // struct seccomp_data: nr at 0, arch at 4, args[i] at 16 + 8i (the low
+    // half first: both architectures are little-endian).
+    let mut prog = vec![load(4), jeq(ARCH, 1, 0), ret(libc::SECCOMP_RET_ALLOW)];
+    for f in fails {
+        let fail = ret(libc::SECCOMP_RET_ERRNO | f.errno as u32);
+        prog.push(load(0));
+        match f.if_arg_set {
+            None => prog.extend([jeq(f.nr as u32, 0, 1), fail]),
+            Some(i) => prog.extend([
+                jeq(f.nr as u32, 0, 5),
+                load(16 + 8 * i),
+                jeq(0, 0, 2),
+                load(16 + 8 * i + 4),
+                jeq(0, 1, 0),
+                fail,
+            ]),
+        }
+    }
+    prog.push(ret(libc::SECCOMP_RET_ALLOW));
+    // SAFETY: prctl(2) is async-signal-safe; the filter is built above,
+    // before the fork, and lives in the closure for the call.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fprog = libc::sock_fprog {
+                len: prog.len() as u16,
+                filter: prog.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &raw const fprog,
+                ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// gracewrap started the way systemd starts a service: `fds` at 3, 4, ...
 /// and `LISTEN_PID` set to the pid that will exec gracewrap (sh's `$$`),
 /// plus `env` (e.g. LISTEN_FDS, LISTEN_FDNAMES). `args` go to gracewrap.

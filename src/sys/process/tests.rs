@@ -138,3 +138,14 @@ fn env_replaces_a_variable_by_its_exact_name() {
     assert_eq!(env.get("AB"), Some(OsStr::new("2")));
     assert_eq!(env.get("B"), None);
 }
+
+/// An environ entry may lack a `=` (execve(2) takes any string): one that
+/// is just a name is not that variable, and reading it does not run past
+/// its end.
+#[test]
+fn an_environ_entry_without_equals_is_no_variable() {
+    assert!(!is_entry_of(c"LISTEN_FDS", b"LISTEN_FDS"));
+    assert!(!is_entry_of(c"LISTEN_FD", b"LISTEN_FDS"));
+    assert!(is_entry_of(c"LISTEN_FDS=", b"LISTEN_FDS"));
+    assert!(!is_entry_of(c"LISTEN_FDSX=1", b"LISTEN_FDS"));
+}
