@@ -407,3 +407,29 @@ fn accept_mode_under_2000_concurrent_connections_keeps_its_cap_and_leaks_nothing
     kill(gw, Signal::TERM);
     assert_eq!(g.wait().code(), Some(0));
 }
+
+/// fork(2) failing (EAGAIN: the process limit) when the first generation
+/// starts: a clear error and 125, never a "generation" with pid -1 that
+/// gracewrap would wait on, or signal (kill(-1) reaches every process).
+#[test]
+fn a_fork_that_fails_is_an_error_not_a_generation() {
+    let mut cmd = gracewrap(["-s", "-l", &quiet_spec(), "--", "true"]);
+    let fail = |nr| Fail {
+        nr,
+        errno: libc::EAGAIN,
+        if_arg_set: None,
+    };
+    // glibc forks with clone(2), musl with fork(2); clone3(2) for good
+    // measure.
+    with_failing_syscalls(
+        &mut cmd,
+        &[
+            fail(libc::SYS_fork),
+            fail(libc::SYS_clone),
+            fail(libc::SYS_clone3),
+        ],
+    );
+    run(&mut cmd)
+        .expect_code(125)
+        .expect_stderr("gracewrap: cannot start true: resource temporarily unavailable");
+}

@@ -711,3 +711,44 @@ fn leftover_orphans_are_stopped_before_gracewrap_exits() {
     assert_eq!(g.wait().code(), Some(0));
     assert!(!alive(orphan), "the orphan outlived gracewrap");
 }
+
+/// `--process-group` under a terminal: the generation leads its own group
+/// and takes the terminal's foreground, as tini -g does, so that the
+/// terminal's signals (Ctrl-C) reach it. Run in a real pseudo-terminal
+/// (Python's pty module); the generation reports its process group and
+/// the terminal's foreground group from /proc/self/stat.
+#[test]
+fn with_process_group_a_generation_under_a_terminal_takes_the_foreground() {
+    let driver = "import os, pty, sys\n\
+        pid, fd = pty.fork()\n\
+        if pid == 0:\n    os.execvp(sys.argv[1], sys.argv[1:])\n\
+        out = b''\n\
+        while True:\n    try:\n        d = os.read(fd, 4096)\n    except OSError:\n        break\n    if not d:\n        break\n    out += d\n\
+        _, status = os.waitpid(pid, 0)\n\
+        sys.stdout.write(out.decode(errors='replace'))\n\
+        sys.exit(os.waitstatus_to_exitcode(status))\n";
+    let out = run(Command::new("python3").args([
+        "-c",
+        driver,
+        gracewrap_path(),
+        "-s",
+        "--process-group",
+        "-l",
+        &quiet_spec(),
+        "--",
+        "cat",
+        "/proc/self/stat",
+    ]));
+    out.expect_code(0);
+    // pid (comm) state ppid pgrp session tty_nr tpgid ...
+    let stat = out.stdout.trim();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split(' ').collect())
+        .unwrap_or_default();
+    let pid = stat.split(' ').next().unwrap();
+    assert!(fields.len() > 5, "{out}");
+    let (pgrp, tpgid) = (fields[2], fields[5]);
+    assert_eq!(pgrp, pid, "leads its own group\n{out}");
+    assert_eq!(tpgid, pgrp, "holds the terminal's foreground\n{out}");
+}
