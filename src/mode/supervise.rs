@@ -30,7 +30,6 @@
 //! the poll timeout and the timer handler use, so the two cannot drift.
 
 use std::ffi::OsStr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -44,6 +43,7 @@ use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, reason, say};
 use crate::protocol::NOTIFY_SOCKET;
 use crate::sys::notify::{Listener, Upstream};
+use crate::sys::pidfile::PidFile;
 use crate::sys::raw::{self, monotonic_usec};
 use crate::sys::signals::Watch;
 
@@ -137,6 +137,8 @@ struct Supervisor<'a> {
     /// The sockets, at 3.. in this process, for every generation to come.
     handoff: Handoff,
     names: String,
+    /// Removed when the supervisor is dropped, if it is still ours.
+    _pid_file: Option<PidFile>,
     watch: Watch,
     notify: Listener,
     upstream: Option<Upstream>,
@@ -164,13 +166,10 @@ struct Supervisor<'a> {
 }
 
 /// Supervises until the last generation is gone; returns its status.
-/// The pid file and the handoff's socket files go on every way out.
+/// The pid file (if gracewrap wrote it) and the handoff's socket files go
+/// on every way out, when the supervisor is dropped.
 pub fn run(args: &Args, sup: &Supervise, handoff: Handoff) -> Result<Status> {
-    let result = start(args, sup, handoff).and_then(|mut s| s.run());
-    if let Some(path) = &sup.pid_file {
-        let _ = std::fs::remove_file(path);
-    }
-    result
+    start(args, sup, handoff).and_then(|mut s| s.run())
 }
 
 fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result<Supervisor<'a>> {
@@ -189,9 +188,10 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
         // Orphans of PROGRAM come to us (and get reaped), as under PID 1.
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
     }
-    if let Some(path) = &sup.pid_file {
-        write_pid_file(path)?;
-    }
+    let pid_file = match &sup.pid_file {
+        Some(path) => Some(PidFile::write(path, std::process::id())?),
+        None => None,
+    };
     handoff.restore_limit();
     let names = handoff.names();
     let mut s = Supervisor {
@@ -199,6 +199,7 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
         sup,
         handoff,
         names,
+        _pid_file: pid_file,
         watch,
         notify,
         upstream,
@@ -218,22 +219,6 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
     let id = s.spawn()?;
     s.current = Some(id);
     Ok(s)
-}
-
-/// Writes our pid to `path` atomically (a temporary file, then rename).
-fn write_pid_file(path: &Path) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
-    let write = std::fs::write(&tmp, format!("{}\n", std::process::id()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    write.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow!(
-            "cannot write --pid-file {}: {}",
-            path.display(),
-            io_reason(&e)
-        )
-    })
 }
 
 fn describe(status: WaitStatus) -> String {

@@ -4,6 +4,7 @@
 //! the sockets plan or the modes. Most of gracewrap's `unsafe` is here.
 
 pub mod notify;
+pub mod pidfile;
 pub mod process;
 pub mod raw;
 pub mod signals;

@@ -359,3 +359,106 @@ fn keep_fds_and_keep_signals_reach_a_generation_as_in_exec_mode() {
         .report();
     assert_eq!(r.sigign, 0, "SigIgn {:x}", r.sigign);
 }
+
+/// A file at the `--pid-file` path is not gracewrap's to delete when
+/// gracewrap fails to start: "echo data > f; gracewrap -s --pid-file f
+/// ... -- /nonexistent" deleted f (a second instance that failed deleted
+/// the running one's pid file the same way).
+#[test]
+fn a_failed_start_leaves_the_file_at_the_pid_file_path_alone() {
+    let dir = temp_dir("pidkeep");
+    let f = dir.join("f");
+    std::fs::write(&f, "data\n").unwrap();
+    run(&mut gracewrap([
+        "-s",
+        "--pid-file",
+        f.to_str().unwrap(),
+        "-l",
+        &quiet_spec(),
+        "--",
+        "/nonexistent",
+    ]))
+    .expect_code(127);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "data\n");
+}
+
+/// At exit gracewrap removes the pid file only if it is still the file it
+/// wrote, with what it wrote: not one someone rewrote in place, nor one
+/// put there since under the same name.
+#[test]
+fn a_pid_file_someone_else_rewrote_is_not_removed_at_exit() {
+    let dir = temp_dir("pidrewritten");
+    let p = dir.join("gw.pid");
+    for replace in [false, true] {
+        let mut gw = Running::spawn(&mut gracewrap([
+            "-s",
+            "--pid-file",
+            p.to_str().unwrap(),
+            "-l",
+            &quiet_spec(),
+            "--",
+            "sleep",
+            "100",
+        ]));
+        let mine = format!("{}\n", gw.child.id());
+        wait_until("the pid file", || {
+            std::fs::read_to_string(&p).is_ok_and(|t| t == mine)
+        });
+        if replace {
+            let other = dir.join("other");
+            std::fs::write(&other, "4242\n").unwrap();
+            std::fs::rename(&other, &p).unwrap();
+        } else {
+            std::fs::write(&p, "4242\n").unwrap();
+        }
+        signal(&gw, libc::SIGTERM);
+        gw.wait();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "4242\n",
+            "replace {replace}"
+        );
+        std::fs::remove_file(&p).unwrap();
+    }
+}
+
+/// The temporary file of a pid file was `PATH.<pid>.tmp`, opened with
+/// O_CREAT|O_TRUNC: links planted for the next pids made a root
+/// gracewrap truncate and write a file it had no business with. The name
+/// is unpredictable now and the file is created O_EXCL|O_NOFOLLOW.
+#[test]
+fn links_planted_at_the_old_temporary_names_are_never_written_through() {
+    let dir = temp_dir("pidlinks");
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    let p = dir.join("gw.pid");
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in last..last + 300 {
+        let link = dir.join(format!("gw.pid.{pid}.tmp"));
+        std::os::unix::fs::symlink(&secret, link).unwrap();
+    }
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "--pid-file",
+        p.to_str().unwrap(),
+        "-l",
+        &quiet_spec(),
+        "--",
+        "sleep",
+        "100",
+    ]));
+    let mine = format!("{}\n", gw.child.id());
+    wait_until("the pid file", || {
+        std::fs::read_to_string(&p).is_ok_and(|t| t == mine)
+    });
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+    assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
+    signal(&gw, libc::SIGTERM);
+    gw.wait();
+    assert!(!p.exists(), "its own pid file is removed");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+}

@@ -1091,6 +1091,42 @@ const ROWS: &[Row] = &[
         code: 2,
         after: After::Untouched,
     },
+    // Issue 12, 3: a --pid-file that names another server's live socket
+    // was replaced by the pid, then deleted.
+    Row {
+        id: "pid-file-is-a-live-socket",
+        args: &[
+            "-s",
+            "--pid-file",
+            "{dir}/s.sock",
+            "-l",
+            "{q}",
+            "--",
+            "true",
+        ],
+        env: NOENV,
+        setup: &[Setup::LiveUnix],
+        stderr: "gracewrap: cannot write --pid-file {dir}/s.sock: it exists and is not a regular file (left as it is)",
+        code: 125,
+        after: After::Untouched,
+    },
+    Row {
+        id: "pid-file-is-a-symlink",
+        args: &[
+            "-s",
+            "--pid-file",
+            "{dir}/s.sock",
+            "-l",
+            "{q}",
+            "--",
+            "true",
+        ],
+        env: NOENV,
+        setup: &[Setup::Symlink],
+        stderr: "gracewrap: cannot write --pid-file {dir}/s.sock: it exists and is not a regular file (left as it is)",
+        code: 125,
+        after: After::Untouched,
+    },
     Row {
         id: "pid-file-unwritable",
         args: &[
@@ -1103,7 +1139,7 @@ const ROWS: &[Row] = &[
         ],
         env: NOENV,
         setup: NONE,
-        stderr: "gracewrap: cannot write --pid-file {dir}/no/gw.pid: no such file or directory",
+        stderr: "gracewrap: cannot write --pid-file {dir}/no/gw.pid: its directory: no such file or directory",
         code: 125,
         after: After::Untouched,
     },
