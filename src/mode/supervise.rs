@@ -158,10 +158,10 @@ struct Supervisor<'a> {
     /// `--restart-on-exit`).
     last_exit: Option<Status>,
     respawn_at: Option<Instant>,
-    /// Set once the generations are gone during shutdown and other children
-    /// (orphans re-parented to us, a generation's leftover workers) got the
-    /// stop signal: when they get SIGKILL.
-    leftovers_kill_at: Option<Instant>,
+    /// Children that are not generations (orphans re-parented to us, the
+    /// workers a generation left behind) that got the stop signal, each
+    /// with the time it gets SIGKILL if it is still there.
+    leftovers: Vec<(i32, Instant)>,
     backoff: Duration,
 }
 
@@ -213,7 +213,7 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
         status: None,
         last_exit: None,
         respawn_at: None,
-        leftovers_kill_at: None,
+        leftovers: Vec::new(),
         backoff: BACKOFF_FIRST,
     };
     let id = s.spawn()?;
@@ -525,8 +525,13 @@ impl Supervisor<'_> {
                 self.status = Some(Status::of_wait(status));
                 self.shutdown();
             }
-        } else if self.args.verbose {
-            say(format_args!("{label} {}", describe(status)));
+        } else {
+            if self.args.verbose {
+                say(format_args!("{label} {}", describe(status)));
+            }
+            // A replaced generation is gone: what it left behind is ours
+            // now, and is stopped the same way.
+            self.stop_leftovers(Instant::now());
         }
     }
 
@@ -556,8 +561,9 @@ impl Supervisor<'_> {
             _ => None,
         }));
         out.extend(self.respawn_at.map(|t| (t, Timer::Respawn)));
-        if let Some(t) = self.leftovers_kill_at {
-            // Due only at the kill time; woken before that to look again.
+        if let Some(t) = self.leftovers.iter().map(|(_, t)| *t).min() {
+            // Due at the first kill time; woken before that to look for
+            // leftovers again (not all are ours to hear of by SIGCHLD).
             out.push((t, Timer::Leftovers));
             out.push(((now + LEFTOVER_POLL).min(t), Timer::Leftovers));
         }
@@ -570,6 +576,11 @@ impl Supervisor<'_> {
 
     /// Handles every deadline that is due.
     fn on_timers(&mut self, now: Instant) {
+        if !self.leftovers.is_empty() {
+            // Forget the leftovers that are gone (and reaped).
+            let here = own_children();
+            self.leftovers.retain(|(pid, _)| here.contains(pid));
+        }
         let mut due: Vec<Timer> = self
             .deadlines(now)
             .into_iter()
@@ -628,8 +639,11 @@ impl Supervisor<'_> {
                 }
             }
             Timer::Leftovers => {
-                for pid in own_children() {
-                    kill(pid, libc::SIGKILL, false);
+                let now = Instant::now();
+                let here = own_children();
+                self.leftovers.retain(|(pid, _)| here.contains(pid));
+                for (pid, _) in self.leftovers.iter().filter(|(_, t)| now >= *t) {
+                    kill(*pid, libc::SIGKILL, false);
                 }
             }
         }
@@ -640,23 +654,36 @@ impl Supervisor<'_> {
     /// left behind) gets the stop signal, then SIGKILL after the stop
     /// timeout ([`Timer::Leftovers`]). True when there is nothing left.
     fn finish_leftovers(&mut self, now: Instant) -> bool {
-        let left = own_children();
-        if left.is_empty() {
+        if own_children().is_empty() {
             return true;
         }
-        if self.leftovers_kill_at.is_none() {
-            if self.args.verbose {
-                say(format_args!(
-                    "stopping {} leftover process(es): {left:?}",
-                    left.len()
-                ));
-            }
-            self.leftovers_kill_at = Some(now + self.sup.stop_timeout);
-            for pid in left {
-                kill(pid, self.sup.stop_signal, false);
-            }
-        }
+        self.stop_leftovers(now);
         false
+    }
+
+    /// Sends the stop signal to every child that is not a generation and
+    /// has not had it yet, as soon as it is seen (an orphan's own child is
+    /// re-parented to us only once the orphan dies), and gives it the stop
+    /// timeout before SIGKILL.
+    fn stop_leftovers(&mut self, now: Instant) {
+        let new: Vec<i32> = own_children()
+            .into_iter()
+            .filter(|pid| !self.gens.iter().any(|g| g.pid == *pid))
+            .filter(|pid| !self.leftovers.iter().any(|(p, _)| p == pid))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        if self.args.verbose {
+            say(format_args!(
+                "stopping {} leftover process(es): {new:?}",
+                new.len()
+            ));
+        }
+        for pid in new {
+            kill(pid, self.sup.stop_signal, false);
+            self.leftovers.push((pid, now + self.sup.stop_timeout));
+        }
     }
 
     fn run(&mut self) -> Result<Status> {

@@ -462,3 +462,81 @@ fn links_planted_at_the_old_temporary_names_are_never_written_through() {
     assert!(!p.exists(), "its own pid file is removed");
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
 }
+
+/// Shutdown: an orphan's own child is re-parented to gracewrap only when
+/// the orphan dies, after the first round of stop signals; it got no stop
+/// signal, only SIGKILL when the whole stop timeout was over (a peer
+/// init's test: `python3 -c 'os.system("sleep 100")'`, then SIGTERM,
+/// must end within 8 s; it took 10). Every leftover gets the stop signal
+/// as soon as it is seen.
+#[test]
+fn leftovers_that_appear_during_the_shutdown_get_the_stop_signal_at_once() {
+    let (mut gw, _dir) = supervise_python(
+        &["--stop-timeout", "20s"],
+        "import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 100; true'])",
+    );
+    wait_until("sh and sleep run", || {
+        children_of(gw.child.id())
+            .iter()
+            .any(|&p| children_of(p).iter().any(|&c| !children_of(c).is_empty()))
+    });
+    let start = std::time::Instant::now();
+    signal(&gw, libc::SIGTERM);
+    gw.wait();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?} (the stop timeout is 20 s); {:?}",
+        start.elapsed(),
+        gw.stderr_seen
+    );
+}
+
+/// What a replaced generation leaves behind is stopped when it exits, not
+/// left running until gracewrap itself stops; the serving generation's
+/// own children are not touched.
+#[test]
+fn a_replaced_generations_leftovers_are_stopped_when_it_exits() {
+    let dir = temp_dir("replacedleftovers");
+    let script = format!(
+        "sleep 100 & echo $! > {d}/bg.$$; exec sleep 100",
+        d = dir.display()
+    );
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "-v",
+        "--ready-delay",
+        "100ms",
+        "--stop-timeout",
+        "20s",
+        "-l",
+        &quiet_spec(),
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    let bg = |gen_pid: &str| -> u32 {
+        let path = dir.join(format!("bg.{gen_pid}"));
+        let mut text = String::new();
+        wait_until("the background pid", || {
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.ends_with('\n')
+        });
+        text.trim().parse().unwrap()
+    };
+    let first = gw.stderr_line("started generation 1");
+    let first_pid = first.rsplit("pid ").next().unwrap().trim_end_matches(')');
+    let old_bg = bg(first_pid);
+    signal(&gw, libc::SIGHUP);
+    let second = gw.stderr_line("started generation 2");
+    let second_pid = second.rsplit("pid ").next().unwrap().trim_end_matches(')');
+    let new_bg = bg(second_pid);
+    assert!(
+        wait_until_ok(Duration::from_secs(5), || dead(old_bg)),
+        "generation 1's leftover {old_bg} still runs; {:?}",
+        gw.stderr_seen
+    );
+    assert!(!dead(new_bg), "the serving generation's child was stopped");
+    signal(&gw, libc::SIGTERM);
+    gw.wait();
+}
