@@ -190,11 +190,9 @@ fn a_service_manager_that_never_reads_cannot_stall_the_supervisor() {
 /// exec does (they said "cannot execute ./app: entity not found").
 #[test]
 fn a_relative_program_is_found_in_the_chdir_directory_in_every_mode() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir("chdirapp");
-    let app = dir.join("app");
-    std::fs::write(&app, "#!/bin/sh\necho \"ran in $PWD\"\n").unwrap();
-    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Written by a child process: see write_executable (ETXTBSY).
+    write_executable(&dir.join("app"), "#!/bin/sh\necho \"ran in $PWD\"\n");
     let want = format!("ran in {}\n", dir.display());
     let chdir = dir.to_str().unwrap();
     for mode in [&[][..], &["-s"][..]] {
