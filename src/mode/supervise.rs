@@ -531,7 +531,7 @@ impl Supervisor<'_> {
             }
             // A replaced generation is gone: what it left behind is ours
             // now, and is stopped the same way.
-            self.stop_leftovers(Instant::now());
+            self.stop_leftovers(own_children(), Instant::now());
         }
     }
 
@@ -639,9 +639,8 @@ impl Supervisor<'_> {
                 }
             }
             Timer::Leftovers => {
+                // on_timers has just dropped the ones that are gone.
                 let now = Instant::now();
-                let here = own_children();
-                self.leftovers.retain(|(pid, _)| here.contains(pid));
                 for (pid, _) in self.leftovers.iter().filter(|(_, t)| now >= *t) {
                     kill(*pid, libc::SIGKILL, false);
                 }
@@ -654,10 +653,11 @@ impl Supervisor<'_> {
     /// left behind) gets the stop signal, then SIGKILL after the stop
     /// timeout ([`Timer::Leftovers`]). True when there is nothing left.
     fn finish_leftovers(&mut self, now: Instant) -> bool {
-        if own_children().is_empty() {
+        let children = own_children();
+        if children.is_empty() {
             return true;
         }
-        self.stop_leftovers(now);
+        self.stop_leftovers(children, now);
         false
     }
 
@@ -665,8 +665,8 @@ impl Supervisor<'_> {
     /// has not had it yet, as soon as it is seen (an orphan's own child is
     /// re-parented to us only once the orphan dies), and gives it the stop
     /// timeout before SIGKILL.
-    fn stop_leftovers(&mut self, now: Instant) {
-        let new: Vec<i32> = own_children()
+    fn stop_leftovers(&mut self, children: Vec<i32>, now: Instant) {
+        let new: Vec<i32> = children
             .into_iter()
             .filter(|pid| !self.gens.iter().any(|g| g.pid == *pid))
             .filter(|pid| !self.leftovers.iter().any(|(p, _)| p == pid))

@@ -380,6 +380,25 @@ fn a_failed_start_leaves_the_file_at_the_pid_file_path_alone() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "data\n");
 }
 
+/// `gracewrap -s --pid-file P -- sleep 100`, once P holds its pid.
+fn supervisor_with_pid_file(p: &std::path::Path) -> Running {
+    let gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "--pid-file",
+        p.to_str().unwrap(),
+        "-l",
+        &quiet_spec(),
+        "--",
+        "sleep",
+        "100",
+    ]));
+    let mine = format!("{}\n", gw.child.id());
+    wait_until("the pid file", || {
+        std::fs::read_to_string(p).is_ok_and(|t| t == mine)
+    });
+    gw
+}
+
 /// At exit gracewrap removes the pid file only if it is still the file it
 /// wrote, with what it wrote: not one someone rewrote in place, nor one
 /// put there since under the same name.
@@ -388,20 +407,7 @@ fn a_pid_file_someone_else_rewrote_is_not_removed_at_exit() {
     let dir = temp_dir("pidrewritten");
     let p = dir.join("gw.pid");
     for replace in [false, true] {
-        let mut gw = Running::spawn(&mut gracewrap([
-            "-s",
-            "--pid-file",
-            p.to_str().unwrap(),
-            "-l",
-            &quiet_spec(),
-            "--",
-            "sleep",
-            "100",
-        ]));
-        let mine = format!("{}\n", gw.child.id());
-        wait_until("the pid file", || {
-            std::fs::read_to_string(&p).is_ok_and(|t| t == mine)
-        });
+        let mut gw = supervisor_with_pid_file(&p);
         if replace {
             let other = dir.join("other");
             std::fs::write(&other, "4242\n").unwrap();
@@ -439,20 +445,7 @@ fn links_planted_at_the_old_temporary_names_are_never_written_through() {
         let link = dir.join(format!("gw.pid.{pid}.tmp"));
         std::os::unix::fs::symlink(&secret, link).unwrap();
     }
-    let mut gw = Running::spawn(&mut gracewrap([
-        "-s",
-        "--pid-file",
-        p.to_str().unwrap(),
-        "-l",
-        &quiet_spec(),
-        "--",
-        "sleep",
-        "100",
-    ]));
-    let mine = format!("{}\n", gw.child.id());
-    wait_until("the pid file", || {
-        std::fs::read_to_string(&p).is_ok_and(|t| t == mine)
-    });
+    let mut gw = supervisor_with_pid_file(&p);
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
     assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
     signal(&gw, libc::SIGTERM);
