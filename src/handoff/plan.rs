@@ -174,7 +174,14 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
     // read as PROGRAM's fault (126). Say whose it is, before anything runs.
     // (In --accept mode the names are the connection's.)
     if !matches!(args.mode, Mode::Accept { .. }) {
-        let bytes = "LISTEN_FDNAMES=".len() + handoff.names().len() + 1;
+        // "LISTEN_FDNAMES=", the names with a colon between each two, and
+        // the NUL: counted, not joined (exec mode joins them later).
+        let bytes = "LISTEN_FDNAMES=".len()
+            + handoff
+                .sockets
+                .iter()
+                .map(|s| s.name.len() + 1)
+                .sum::<usize>();
         if bytes > MAX_ARG_STRLEN {
             bail!(
                 "LISTEN_FDNAMES for {} sockets would be {bytes} bytes, more than the {MAX_ARG_STRLEN} the kernel allows one environment variable (MAX_ARG_STRLEN): use shorter names",
