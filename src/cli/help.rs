@@ -50,7 +50,8 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
                             (backoff 0.1s doubling to 30s); default: exit with its status
       --process-group       each generation in its own process group (and the
                             terminal's foreground); signals go to the whole group
-      --pid-file PATH       write gracewrap's pid there (atomically); removed on exit
+      --pid-file PATH       write gracewrap's pid there (atomically, never through a
+                            link); removed on exit if it is still the file written
   Signals: the restart signal restarts; TERM stops all generations (stop-signal,
   stop-timeout, KILL) and exits; every other signal a process can catch (INT QUIT
   USR1 USR2 WINCH TSTP CONT ALRM XCPU PROF IO, the real-time ones...) is forwarded
