@@ -33,7 +33,7 @@ pub fn run(args: Args) -> Result<Status> {
             inetd,
             max_connections,
         } => accept::run(&args, handoff, inetd, max_connections),
-        Mode::Supervise(sup) => supervise::run(&args, sup, handoff),
+        Mode::Supervise(sup) => supervise::run(&args, sup, handoff, target.as_ref()),
     }
 }
 

@@ -46,6 +46,7 @@ use crate::sys::notify::{Listener, Upstream};
 use crate::sys::pidfile::PidFile;
 use crate::sys::raw::{self, monotonic_usec};
 use crate::sys::signals::Watch;
+use crate::sys::user::Target;
 
 /// Signals passed on to the current generation, as tini does: every
 /// signal a process can catch that means nothing to gracewrap itself. Not
@@ -163,16 +164,28 @@ struct Supervisor<'a> {
     /// with the time it gets SIGKILL if it is still there.
     leftovers: Vec<(i32, Instant)>,
     backoff: Duration,
+    /// Whether a notification from outside the generations was reported.
+    stranger_said: bool,
 }
 
 /// Supervises until the last generation is gone; returns its status.
 /// The pid file (if gracewrap wrote it) and the handoff's socket files go
 /// on every way out, when the supervisor is dropped.
-pub fn run(args: &Args, sup: &Supervise, handoff: Handoff) -> Result<Status> {
-    start(args, sup, handoff).and_then(|mut s| s.run())
+pub fn run(
+    args: &Args,
+    sup: &Supervise,
+    handoff: Handoff,
+    target: Option<&Target>,
+) -> Result<Status> {
+    start(args, sup, handoff, target).and_then(|mut s| s.run())
 }
 
-fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result<Supervisor<'a>> {
+fn start<'a>(
+    args: &'a Args,
+    sup: &'a Supervise,
+    mut handoff: Handoff,
+    target: Option<&Target>,
+) -> Result<Supervisor<'a>> {
     resident::check(args)?;
     handoff.place()?;
     if super::report_sockets(args) {
@@ -181,8 +194,23 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
     let mut caught = vec![sup.restart_signal, libc::SIGTERM, libc::SIGCHLD];
     caught.extend(forwarded(sup.restart_signal));
     let watch = resident::watch(&caught)?;
-    let notify = Listener::new()
+    // The generations' user owns the notification socket's directory.
+    let owner = target.map(|t| {
+        let uid = t.uid.unwrap_or(rustix::process::geteuid().as_raw());
+        (uid, t.gid)
+    });
+    let notify = Listener::new(owner)
         .map_err(|e| anyhow!("cannot create the notification socket: {}", reason(e)))?;
+    if args.verbose {
+        let value = crate::msg::quote(&notify.env_value);
+        if notify.is_private() {
+            say(format_args!("notification socket: {value}"));
+        } else {
+            say(format_args!(
+                "notification socket: {value}, an abstract name (no directory could be made for a private one); notifications from processes outside the generations are ignored"
+            ));
+        }
+    }
     let upstream = Upstream::from_env();
     if std::process::id() != 1 {
         // Orphans of PROGRAM come to us (and get reaped), as under PID 1.
@@ -215,6 +243,7 @@ fn start<'a>(args: &'a Args, sup: &'a Supervise, mut handoff: Handoff) -> Result
         respawn_at: None,
         leftovers: Vec::new(),
         backoff: BACKOFF_FIRST,
+        stranger_said: false,
     };
     let id = s.spawn()?;
     s.current = Some(id);
@@ -435,15 +464,43 @@ impl Supervisor<'_> {
         None
     }
 
+    /// Handles what the generations sent: at most [`crate::sys::notify::BATCH`]
+    /// datagrams, so a flood waits its turn behind signals and timers.
+    /// Messages from processes that are not in a generation are dropped
+    /// (the first one is said with -v).
     fn on_notify(&mut self) {
-        for m in self.notify.drain() {
-            let Some(id) = self.owner(m.pid) else {
-                continue;
+        let mut events = Vec::new();
+        let mut stranger = None;
+        // Each sender's generation is looked up once per batch: a flood
+        // from one process costs one walk up /proc per batch.
+        let mut owners: Vec<(i32, Option<u64>)> = Vec::new();
+        self.notify.read(|m| {
+            let owner = match owners.iter().find(|(pid, _)| *pid == m.pid) {
+                Some(&(_, owner)) => owner,
+                None => {
+                    let owner = self.owner(m.pid);
+                    owners.push((m.pid, owner));
+                    owner
+                }
             };
-            if m.has("READY=1") {
+            match owner {
+                Some(id) => events.push((id, m.has("READY=1"), m.get("STATUS").map(str::to_owned))),
+                None => stranger = Some(m.pid),
+            }
+        });
+        if let Some(pid) = stranger
+            && !std::mem::replace(&mut self.stranger_said, true)
+            && self.args.verbose
+        {
+            say(format_args!(
+                "ignored a notification from pid {pid}, which is not in a generation (not said again)"
+            ));
+        }
+        for (id, ready, status) in events {
+            if ready {
                 self.on_ready(id);
             }
-            if let Some(status) = m.get("STATUS").filter(|_| self.current == Some(id)) {
+            if let Some(status) = status.filter(|_| self.current == Some(id)) {
                 self.up(&format!("STATUS={}: {status}", self.label(id)));
             }
         }

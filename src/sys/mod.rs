@@ -9,3 +9,10 @@ pub mod process;
 pub mod raw;
 pub mod signals;
 pub mod user;
+
+/// 64 unpredictable bits, for names nobody can plant something at in
+/// advance (std seeds `RandomState` from the kernel's random source).
+pub fn random() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()))
+}

@@ -126,9 +126,7 @@ impl Drop for PidFile {
 /// `.NAME.PID.RANDOM.tmp`: unpredictable, so nobody can plant something
 /// there in advance (and O_EXCL refuses whatever is there anyway).
 fn temporary_name(name: &OsStr, pid: u32) -> OsString {
-    use std::hash::{BuildHasher, RandomState};
-    // std seeds RandomState from the OS's random source.
-    let random = RandomState::new().hash_one((pid, std::time::SystemTime::now()));
+    let random = super::random();
     let mut tmp = OsString::from(".");
     tmp.push(name);
     tmp.push(format!(".{pid}.{random:016x}.tmp"));

@@ -3,6 +3,7 @@
 //! gracewrap, and what gracewrap promises in return.
 
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::Duration;
 
 use crate::util::*;
@@ -530,4 +531,174 @@ fn a_replaced_generations_leftovers_are_stopped_when_it_exits() {
     assert!(!dead(new_bg), "the serving generation's child was stopped");
     signal(&gw, libc::SIGTERM);
     gw.wait();
+}
+
+/// Python that sends `text` to NOTIFY_SOCKET (`@` is an abstract name).
+fn notify_code(text: &str) -> String {
+    format!(
+        "import socket\nsocket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto({text:?}.encode(), os.environ['NOTIFY_SOCKET'].replace('@', '\\0', 1))"
+    )
+}
+
+/// Runs python3 CODE as uid and gid 65533 (no supplementary groups):
+/// another local user. Returns its exit status and stderr.
+fn as_other_user(code: &str, arg: &str) -> Output {
+    run(Command::new("setpriv").args([
+        "--reuid=65533",
+        "--regid=65533",
+        "--clear-groups",
+        "/usr/bin/python3",
+        "-c",
+        code,
+        arg,
+    ]))
+}
+
+/// The NOTIFY_SOCKET was an abstract name: every local user could send
+/// to it (and flood it). It is now a file in a directory of mode 0700
+/// owned by the generations' user, removed at exit; the generations (as
+/// that user) reach it, another user does not.
+#[test]
+fn the_notification_socket_is_reachable_by_the_generations_user_only() {
+    for (user, uid) in [(None, 0), (Some("nobody"), 65534)] {
+        let mut cmd = gracewrap(["-s", "-v"]);
+        if let Some(user) = user {
+            cmd.args(["--user", user]);
+        }
+        let code = format!(
+            "import os, sys, time\nprint('NOTIFY_SOCKET=' + os.environ['NOTIFY_SOCKET'], file=sys.stderr, flush=True)\n{}\ntime.sleep(100)",
+            notify_code("READY=1")
+        );
+        cmd.args(["-l", &quiet_spec(), "--", "/usr/bin/python3", "-c", &code]);
+        let mut gw = Running::spawn(&mut cmd);
+        let line = gw.stderr_line("NOTIFY_SOCKET=");
+        let path = std::path::PathBuf::from(line.split_once('=').unwrap().1);
+        assert!(path.is_absolute(), "{user:?}: {line}");
+        // The generation, as the generations' user, got through: "is ready".
+        assert!(gw.stderr_line("is ready").contains("generation 1 (pid"));
+        let dir = path.parent().unwrap().to_owned();
+        let meta = std::fs::symlink_metadata(&dir).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (meta.mode() & 0o7777, meta.uid()),
+            (0o700, uid),
+            "{user:?}: {dir:?}"
+        );
+        let send = "import socket, sys\nsocket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', sys.argv[1])";
+        let other = as_other_user(send, path.to_str().unwrap());
+        assert!(
+            other.code() != 0 && other.stderr.contains("PermissionError"),
+            "{user:?}: another user could send: {other:?}"
+        );
+        signal(&gw, libc::SIGTERM);
+        gw.wait();
+        assert!(!dir.exists(), "{user:?}: {dir:?} left behind");
+    }
+}
+
+/// Six senders flood the notification socket with 4 KiB datagrams (root
+/// processes outside the generations: the only others that can reach it
+/// now). gracewrap read until the queue was empty and kept every
+/// message, so its memory grew without bound and it did not get back to
+/// its signals. Now it reads a bounded batch per wake-up and keeps
+/// nothing: its memory stays put and SIGTERM is obeyed at once.
+#[test]
+fn a_notification_flood_neither_grows_the_supervisor_nor_delays_its_signals() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let code = "import os, sys, time
+print('NOTIFY_SOCKET=' + os.environ['NOTIFY_SOCKET'], file=sys.stderr, flush=True)
+time.sleep(100)";
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "-l",
+        &quiet_spec(),
+        "--",
+        "python3",
+        "-c",
+        code,
+    ]));
+    let line = gw.stderr_line("NOTIFY_SOCKET=");
+    let value = line.split_once('=').unwrap().1.to_string();
+    let addr = match value.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name).unwrap(),
+        None => SocketAddr::from_pathname(&value).unwrap(),
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let senders: Vec<_> = (0..6)
+        .map(|_| {
+            let (addr, stop, sent) = (addr.clone(), stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let sock = UnixDatagram::unbound().unwrap();
+                sock.set_write_timeout(Some(Duration::from_millis(100)))
+                    .unwrap();
+                let junk = [b'x'; 4096];
+                while !stop.load(Ordering::Relaxed) {
+                    if sock.send_to_addr(&junk, &addr).is_ok() {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let rss_kb = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let mut peak = 0;
+    wait_until("100,000 datagrams were sent", || {
+        peak = peak.max(rss_kb());
+        sent.load(Ordering::Relaxed) >= 100_000 || peak >= 50_000
+    });
+    signal(&gw, libc::SIGTERM);
+    let exited = wait_timeout(&mut gw.child, Duration::from_secs(5));
+    stop.store(true, Ordering::Relaxed);
+    senders.into_iter().for_each(|t| t.join().unwrap());
+    assert!(peak < 50_000, "the supervisor grew to {peak} kB");
+    assert!(
+        exited.is_some(),
+        "SIGTERM unheard under the flood; stderr {:?}",
+        gw.stderr_seen
+    );
+}
+
+/// With nowhere to make a private directory (/run, /tmp and /dev/shm
+/// read-only, as in a read-only container image), the notification socket
+/// falls back to an abstract name, says so with -v, and still works.
+#[test]
+fn without_a_writable_runtime_directory_notifications_still_work() {
+    let script = format!(
+        "set -e; for d in /run /tmp /dev/shm; do mount -t tmpfs -o ro tmpfs $d; done; exec {}",
+        sh_quote(&[
+            gracewrap_path(),
+            "-s",
+            "-v",
+            "-l",
+            &quiet_spec(),
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            &format!(
+                "import os, time\n{}\ntime.sleep(100)",
+                notify_code("READY=1")
+            ),
+        ])
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env_remove("TMPDIR")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("RUNTIME_DIRECTORY");
+    let mut gw = Running::spawn(&mut cmd);
+    gw.stderr_line("an abstract name (no directory could be made");
+    gw.stderr_line("generation 1 (pid");
+    gw.stderr_line("is ready");
+    signal(&gw, libc::SIGTERM);
+    assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
 }

@@ -185,7 +185,10 @@ fn restart_picks_up_a_replaced_binary_and_no_request_fails() {
     let r = Report::parse(&std::fs::read_to_string(s.dir.join("report")).unwrap()).unwrap();
     assert_eq!(r.pid, p2);
     r.assert_protocol(&["unknown"]);
-    assert!(r.env("NOTIFY_SOCKET").is_some_and(|v| v.starts_with('@')));
+    assert!(
+        r.env("NOTIFY_SOCKET")
+            .is_some_and(|v| v.starts_with('/') && v.ends_with("/notify"))
+    );
     assert_eq!(r.env("GRACEWRAP_HANDOFF"), None);
     assert_eq!(
         (r.sigblk, r.sigign),
