@@ -9,7 +9,6 @@ mod plan;
 
 use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 
@@ -29,28 +28,6 @@ struct Socket {
     inherited: bool,
 }
 
-/// A unix socket file gracewrap bound. Identified by inode, so a file
-/// someone else put there since is left alone.
-#[derive(Debug)]
-struct Created {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl Created {
-    /// Removes the file if it is still the socket gracewrap created. Never
-    /// follows symlinks, never removes anything else.
-    fn remove(&self) {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        if std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// The sockets in fd order (3, 4, ...), and everything gracewrap changed
 /// to get them: the socket files it bound and the RLIMIT_NOFILE it raised.
 ///
@@ -61,7 +38,9 @@ impl Created {
 #[derive(Debug)]
 pub struct Handoff {
     sockets: Vec<Socket>,
-    created: Vec<Created>,
+    /// The socket files and `mkdir` directories gracewrap created, in
+    /// the order it created them.
+    created: Vec<crate::socket::Made>,
     limit: fds::NofileLimit,
     /// The resident gracewrap (`--accept`, `--supervise`) that handed us
     /// the sockets, when we are its child.
@@ -159,6 +138,15 @@ impl Handoff {
         }
     }
 
+    /// Removes the socket files and directories gracewrap created (those
+    /// still as it made them), now rather than on drop.
+    pub fn remove_created(&mut self) {
+        // Innermost first: a directory is empty once its socket is gone.
+        for c in self.created.drain(..).rev() {
+            c.remove();
+        }
+    }
+
     /// Puts back the RLIMIT_NOFILE soft limit gracewrap found, for PROGRAM
     /// (gracewrap raised it to hold the sockets).
     pub fn restore_limit(&mut self) {
@@ -168,8 +156,6 @@ impl Handoff {
 
 impl Drop for Handoff {
     fn drop(&mut self) {
-        for c in &self.created {
-            c.remove();
-        }
+        self.remove_created();
     }
 }

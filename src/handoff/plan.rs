@@ -14,14 +14,14 @@
 use std::borrow::Cow;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
 use rustix::net::{SocketAddrUnix, SocketType, getsockname, sockopt};
 
 use super::fds::{self, TakeError};
 use super::inherit;
-use super::{Created, Handoff, Socket};
+use super::{Handoff, Socket};
 use crate::cli::{Args, Inherited as Policy, Mode};
 use crate::exit::Failure;
 use crate::msg::{reason, say};
@@ -146,11 +146,7 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
         let fd = match choice {
             Choice::Inherited(_) | Choice::Named => continue,
             Choice::Take(fd) => fd,
-            Choice::Bind => {
-                let fd = socket::open(&spec.addr, &spec.opts)?;
-                handoff.created.extend(created(&spec.addr));
-                fd
-            }
+            Choice::Bind => socket::open(&spec.addr, &spec.opts, &mut handoff.created)?,
         };
         handoff.sockets.push(Socket {
             fd,
@@ -198,25 +194,6 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
         return Err(Failure::usage(msg).into());
     }
     Ok(handoff)
-}
-
-/// The socket file `addr` names, identified by inode, if it is one.
-fn created(addr: &Addr) -> Option<Created> {
-    use std::os::unix::fs::MetadataExt;
-    let Addr::Unix {
-        path: UnixPath::File(p),
-        ..
-    } = addr
-    else {
-        return None;
-    };
-    let path = absolute(Path::new(p));
-    let m = std::fs::symlink_metadata(&path).ok()?;
-    Some(Created {
-        dev: m.dev(),
-        ino: m.ino(),
-        path,
-    })
 }
 
 /// `--fdname`: one name for all, or exactly one per socket.
@@ -305,7 +282,7 @@ fn bound_address(addr: &Addr) -> Addr {
             path: UnixPath::File(p),
         } => Addr::Unix {
             kind: *kind,
-            path: UnixPath::File(absolute(Path::new(p)).into_os_string()),
+            path: UnixPath::File(socket::absolute(Path::new(p)).into_os_string()),
         },
         other => other.clone(),
     }
@@ -436,24 +413,14 @@ fn same_address(addr: &Addr, ty: SocketType, info: &Info) -> bool {
             match path {
                 UnixPath::Abstract(name) => bound.abstract_name() == Some(name.as_slice()),
                 UnixPath::File(p) => bound.path_bytes().is_some_and(|b| {
-                    absolute(Path::new(std::ffi::OsStr::from_bytes(b))) == absolute(Path::new(p))
+                    socket::absolute(Path::new(std::ffi::OsStr::from_bytes(b)))
+                        == socket::absolute(Path::new(p))
                 }),
             }
         }
         Addr::Vsock { cid, port, .. } => vsock::Addr::parse(bound) == Some((*cid, *port)),
         Addr::Fd(_) | Addr::Inherit(_) => false,
     }
-}
-
-/// A path made absolute against the working directory, `.` parts dropped,
-/// so `./x.sock` and `/srv/x.sock` compare equal from /srv.
-fn absolute(p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir().unwrap_or_default().join(p)
-    };
-    joined.components().collect()
 }
 
 #[cfg(test)]

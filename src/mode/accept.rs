@@ -28,13 +28,20 @@ use crate::msg::{io_reason, reason, say};
 use crate::protocol::CONNECTION_NAME;
 use crate::socket;
 use crate::sys::signals::Watch;
+use crate::sys::user::Target;
 
 /// Signals that stop the accept loop.
 const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
 /// Accepts until a stop signal; then exit status 0. The handoff's socket
 /// files go when it is dropped, on every way out.
-pub fn run(args: &Args, mut handoff: Handoff, inetd: bool, max: usize) -> Result<Status> {
+pub fn run(
+    args: &Args,
+    mut handoff: Handoff,
+    inetd: bool,
+    max: usize,
+    target: Option<&Target>,
+) -> Result<Status> {
     for fd in handoff.fds() {
         if !sockopt::socket_acceptconn(fd).unwrap_or(false) {
             bail!(
@@ -49,7 +56,7 @@ pub fn run(args: &Args, mut handoff: Handoff, inetd: bool, max: usize) -> Result
         Some(names) => names[0].clone(),
         None => CONNECTION_NAME.to_string(),
     };
-    resident::check(args)?;
+    resident::check(args, target)?;
     let mut caught = STOP.to_vec();
     caught.push(libc::SIGCHLD);
     let watch = resident::watch(&caught)?;

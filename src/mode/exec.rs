@@ -49,8 +49,11 @@ fn place_and_exec(
     if super::report_sockets(args) {
         handoff.report();
     }
-    if lazy {
-        wait_for_traffic(handoff.fds())?;
+    if lazy && let Some(sig) = wait_for_traffic(handoff.fds())? {
+        // Stopped before any traffic: the socket files gracewrap bound go
+        // (PROGRAM never had them), then the signal takes its course.
+        handoff.remove_created();
+        signals::die_of(sig);
     }
     handoff.restore_limit();
     let listen = if inetd {
@@ -63,6 +66,10 @@ fn place_and_exec(
     };
     let env = program_env(args, &listen, target);
     if let Some(target) = target {
+        // What would fail once privileges are dropped (PROGRAM or
+        // `--chdir` out of the user's reach) fails now, while gracewrap
+        // can still remove the socket files it bound as root.
+        super::resident::check(args, Some(target))?;
         target.drop_privileges()?;
         // The kernel clears the parent-death signal on a change of
         // credentials: a resident gracewrap's child sets it again, and
@@ -110,14 +117,34 @@ fn program_env(args: &Args, listen: &[(&'static str, String)], target: Option<&T
     env
 }
 
-/// `--lazy`: block until any socket is readable (a pending connection or
-/// a datagram), as systemd-socket-activate does by default.
-fn wait_for_traffic<'a>(fds: impl Iterator<Item = &'a OwnedFd>) -> Result<()> {
+/// `--lazy`: blocks until any socket is readable (a pending connection or
+/// a datagram), as systemd-socket-activate does by default. SIGTERM,
+/// SIGINT or SIGHUP (those at their default action) end the wait: returns
+/// the signal, for the caller to clean up and die of it.
+fn wait_for_traffic<'a>(fds: impl Iterator<Item = &'a OwnedFd>) -> Result<Option<i32>> {
     use rustix::event::{PollFd, PollFlags, poll};
+    let stops: Vec<i32> = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP]
+        .into_iter()
+        .filter(|&sig| signals::is_default(sig))
+        .collect();
+    let watch = signals::Watch::new(&stops)
+        .map_err(|e| anyhow!("cannot set up signal handling: {}", io_reason(&e)))?;
+    let wake = watch.fd();
     let mut polls: Vec<PollFd<'_>> = fds.map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+    polls.push(PollFd::new(&wake, PollFlags::IN));
     loop {
         match poll(&mut polls, None) {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                if let Some(&sig) = watch.take().first() {
+                    return Ok(Some(sig));
+                }
+                let traffic = polls[..polls.len() - 1]
+                    .iter()
+                    .any(|p| !p.revents().is_empty());
+                if traffic {
+                    return Ok(None);
+                }
+            }
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
                 return Err(anyhow!(

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Result<Status> {
         &Mode::Accept {
             inetd,
             max_connections,
-        } => accept::run(&args, handoff, inetd, max_connections),
+        } => accept::run(&args, handoff, inetd, max_connections, target.as_ref()),
         Mode::Supervise(sup) => supervise::run(&args, sup, handoff, target.as_ref()),
     }
 }

@@ -20,13 +20,25 @@ use crate::msg::{io_reason, quote};
 use crate::protocol::{LISTEN_VARS, handoff_env};
 use crate::sys::process::{self, Child, Env, Setup};
 use crate::sys::signals::{Blocked, Watch};
+use crate::sys::user::Target;
 
 /// Checks now what every child would fail on, so that a resident
-/// gracewrap fails at once (125, 127, 126) instead of once per child, with
+/// gracewrap fails at once (125, 127, 126) instead of once per child (and
+/// exec mode before it drops privileges for good), with
 /// the words exec mode would use: `--chdir` names a directory that can be
 /// entered, and PROGRAM is found by the very search its exec will make,
 /// in the PATH it will get, from the directory it will run in.
-pub fn check(args: &Args) -> Result<()> {
+///
+/// With `--user`/`--group`, the checks run as that user: what it cannot
+/// reach fails here, not in every child.
+pub fn check(args: &Args, target: Option<&Target>) -> Result<()> {
+    match target {
+        Some(target) => target.with_ids(|| check_as_we_are(args))?,
+        None => check_as_we_are(args),
+    }
+}
+
+fn check_as_we_are(args: &Args) -> Result<()> {
     if let Some(dir) = &args.chdir {
         let fail = |e: &std::io::Error| {
             anyhow!(
@@ -39,6 +51,9 @@ pub fn check(args: &Args) -> Result<()> {
         if !meta.is_dir() {
             return Err(fail(&std::io::Error::from_raw_os_error(libc::ENOTDIR)));
         }
+        // chdir(2) needs search permission on the directory itself.
+        rustix::fs::access(dir.as_os_str(), rustix::fs::Access::EXEC_OK)
+            .map_err(|e| fail(&e.into()))?;
     }
     let cwd = args.chdir.as_deref().map(std::path::Path::new);
     process::resolve(&args.program, program_path(args).as_deref(), cwd)?;

@@ -186,7 +186,7 @@ fn start<'a>(
     mut handoff: Handoff,
     target: Option<&Target>,
 ) -> Result<Supervisor<'a>> {
-    resident::check(args)?;
+    resident::check(args, target)?;
     handoff.place()?;
     if super::report_sockets(args) {
         handoff.report();

@@ -19,9 +19,13 @@ use crate::sys::raw::{self, vsock};
 
 mod unix;
 
-/// Opens the socket a spec describes. `fd:N` and `inherit:NAME` specs are
-/// the hand-off's business, not bound here.
-pub fn open(addr: &Addr, opts: &Opts) -> Result<OwnedFd> {
+pub use unix::{Made, absolute};
+
+/// Opens the socket a spec describes; the files and directories created
+/// on the way (unix sockets) are pushed to `made`, even if it then fails.
+/// `fd:N` and `inherit:NAME` specs are the hand-off's business, not bound
+/// here.
+pub fn open(addr: &Addr, opts: &Opts, made: &mut Vec<Made>) -> Result<OwnedFd> {
     match addr {
         Addr::Inet {
             proto,
@@ -29,7 +33,7 @@ pub fn open(addr: &Addr, opts: &Opts) -> Result<OwnedFd> {
             host,
             port,
         } => open_inet(*proto, *family, host, *port, opts),
-        Addr::Unix { kind, path } => unix::open(*kind, path, opts),
+        Addr::Unix { kind, path } => unix::open(*kind, path, opts, made),
         Addr::Vsock { kind, cid, port } => open_vsock(*kind, *cid, *port, opts),
         Addr::Fd(_) | Addr::Inherit(_) => {
             unreachable!("fd:N and inherit:NAME are taken, not opened")

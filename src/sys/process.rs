@@ -98,7 +98,12 @@ pub fn resolve(
         {
             return Ok(candidate);
         }
-        denied |= candidate.exists();
+        // There but not executable, or in a directory we may not search:
+        // exec would say EACCES.
+        denied |= match candidate.metadata() {
+            Ok(_) => true,
+            Err(e) => e.kind() == io::ErrorKind::PermissionDenied,
+        };
     }
     let errno = if denied { libc::EACCES } else { libc::ENOENT };
     Err(exec_failure(

@@ -47,6 +47,23 @@ pub fn prepare_for_exec(keep: bool) {
     child_reset(&[], keep, None);
 }
 
+/// Whether `sig` is at its default action (which, for SIGTERM, SIGINT
+/// and SIGHUP, kills us).
+pub fn is_default(sig: i32) -> bool {
+    sigaction(sig, None) == Some(libc::SIG_DFL)
+}
+
+/// Dies of `sig` the way its default action would have killed us, once
+/// gracewrap has cleaned up: the caller (a shell, a service manager) sees
+/// the same death. Where the signal does not kill (as PID 1, where the
+/// kernel drops it), exits with 128 + `sig` instead.
+pub fn die_of(sig: i32) -> ! {
+    sigaction(sig, Some(libc::SIG_DFL));
+    set_mask(0);
+    let _ = super::raw::kill(std::process::id() as i32, sig);
+    std::process::exit(128 + sig)
+}
+
 /// After a failed exec: ignore SIGPIPE again for the error message.
 pub fn after_failed_exec() {
     sigaction(libc::SIGPIPE, Some(libc::SIG_IGN));

@@ -227,6 +227,42 @@ impl Target {
         }
     }
 
+    /// Runs `f` as this user for a moment (real and effective ids, and
+    /// the groups), keeping root as the saved uid to come back: for checks
+    /// that must see what the user will see, such as access(2) on PROGRAM
+    /// and `--chdir` while gracewrap can still clean up as root. Runs `f`
+    /// as we are when we are not root (there is nothing to switch to).
+    pub fn with_ids<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        use rustix::process::{getegid, geteuid, getgid, getgroups};
+        if !geteuid().is_root() {
+            return Ok(f());
+        }
+        let fail = |what: &str, e: rustix::io::Errno| {
+            anyhow!("cannot check as {}: {what}: {}", self.label(), reason(e))
+        };
+        let (groups, gid, egid) = (
+            getgroups().map_err(|e| fail("getgroups", e))?,
+            getgid(),
+            getegid(),
+        );
+        let uid = self.uid.map_or(Uid::ROOT, Uid::from_raw);
+        let target_gid = Gid::from_raw(self.gid);
+        let target_groups: Vec<Gid> = self.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+        rustix::thread::set_thread_groups(&target_groups).map_err(|e| fail("setgroups", e))?;
+        rustix::thread::set_thread_res_gid(target_gid, target_gid, egid)
+            .map_err(|e| fail("setresgid", e))?;
+        rustix::thread::set_thread_res_uid(uid, uid, Uid::ROOT)
+            .map_err(|e| fail("setresuid", e))?;
+        let out = f();
+        // Back to root: a failure here would leave gracewrap half dropped.
+        rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+            .map_err(|e| fail("setresuid back", e))?;
+        rustix::thread::set_thread_res_gid(gid, egid, egid)
+            .map_err(|e| fail("setresgid back", e))?;
+        rustix::thread::set_thread_groups(&groups).map_err(|e| fail("setgroups back", e))?;
+        Ok(out)
+    }
+
     /// Drops to this user and group, for good. gracewrap is single-threaded
     /// here, so the per-thread set*id syscalls cover the whole process.
     pub fn drop_privileges(&self) -> Result<()> {

@@ -702,3 +702,254 @@ fn without_a_writable_runtime_directory_notifications_still_work() {
     signal(&gw, libc::SIGTERM);
     assert_eq!(gw.wait().code(), Some(143), "{:?}", gw.stderr_seen);
 }
+
+/// Runs `attack` on a thread of this test process that has changed its
+/// own credentials (rustix's set*id are the raw syscalls, which change
+/// only the calling thread) to uid and gid 65534: another local user, racing gracewrap as fast as a
+/// syscall loop can. It runs until `stop` is set.
+fn as_unprivileged_thread(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    mut attack: impl FnMut() + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use rustix::process::{Gid, Uid};
+        let (uid, gid) = (Uid::from_raw(65534), Gid::from_raw(65534));
+        rustix::thread::set_thread_groups(&[]).unwrap();
+        rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
+        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            attack();
+        }
+    })
+}
+
+/// The owner of a directory swaps the directory `mkdir=0777` just made
+/// for a symlink to a root-only directory. gracewrap chmodded the new
+/// directory by its path, following the link: the root-only directory
+/// became 0777, and the socket was bound in it. Now the directory is set
+/// up through its fd (opened O_NOFOLLOW, checked to be gracewrap's own):
+/// the link is refused, nothing else changes mode.
+#[test]
+fn mkdir_never_changes_what_a_swapped_in_symlink_points_at() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let base = temp_dir("mkdir-race");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = base.join("secret");
+    std::fs::create_dir(&secret).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let shared = base.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    let new = shared.join("new");
+    let moved = shared.join("moved");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let attacker = {
+        let (new, moved, secret, swaps) =
+            (new.clone(), moved.clone(), secret.clone(), swaps.clone());
+        as_unprivileged_thread(stop.clone(), move || {
+            // Renaming within one directory needs no permission on the
+            // directory moved, only on the one it is in.
+            if std::fs::rename(&new, &moved).is_ok()
+                && std::os::unix::fs::symlink(&secret, &new).is_ok()
+            {
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let spec = format!("unix:{}/sock,mkdir=0777", new.display());
+    for _ in 0..400 {
+        let _ = std::fs::remove_file(&new).or_else(|_| std::fs::remove_dir_all(&new));
+        let _ = std::fs::remove_dir_all(&moved);
+        let out = run(&mut gracewrap(["-l", &spec, "--", "true"]));
+        let mode = std::fs::metadata(&secret).unwrap().mode() & 0o7777;
+        // bind(2) takes a path: when the swap comes just before it, the
+        // socket file lands in the other directory. gracewrap must see it
+        // and fail, changing nothing else.
+        let stray = secret.join("sock");
+        let strayed = std::fs::symlink_metadata(&stray).is_ok();
+        let refused = out.code() == 125 && out.stderr.contains("was replaced while gracewrap");
+        if mode != 0o700 || (strayed && !refused) {
+            stop.store(true, Ordering::Relaxed);
+            attacker.join().unwrap();
+            panic!(
+                "the root-only directory is now {mode:o} (a socket in it: {strayed}); gracewrap said {:?}",
+                out.stderr
+            );
+        }
+        let _ = std::fs::remove_file(&stray);
+        if swaps.load(Ordering::Relaxed) >= 100 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    attacker.join().unwrap();
+    assert!(
+        swaps.load(Ordering::Relaxed) > 0,
+        "the attacker never swapped the directory: the test proved nothing"
+    );
+}
+
+/// `owner=` and `mode=` went through the path after bind(2): the owner
+/// of a directory on the way who swapped it for a link to another
+/// directory, just after the bind, had gracewrap chown and chmod another
+/// service's socket (here a root-only one) instead. Now the file bound is
+/// opened once (`O_PATH`, in the directory's fd) and changed through that
+/// fd; a path that no longer leads to it fails the start.
+#[test]
+fn owner_and_mode_change_only_the_socket_gracewrap_bound() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let base = temp_dir("owner-race");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let victim_dir = base.join("victim");
+    std::fs::create_dir(&victim_dir).unwrap();
+    let victim = victim_dir.join("sock");
+    let _service = std::os::unix::net::UnixListener::bind(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let shared = base.join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::os::unix::fs::chown(&shared, Some(65534), Some(65534)).unwrap();
+    let d = shared.join("d");
+    let moved = shared.join("moved");
+    let stop = Arc::new(AtomicBool::new(false));
+    let swaps = Arc::new(AtomicU64::new(0));
+    let attacker = {
+        let (d, moved, victim_dir, swaps) =
+            (d.clone(), moved.clone(), victim_dir.clone(), swaps.clone());
+        as_unprivileged_thread(stop.clone(), move || {
+            // Right after gracewrap's bind: the socket file appears.
+            if std::fs::symlink_metadata(d.join("sock")).is_ok()
+                && std::fs::rename(&d, &moved).is_ok()
+                && std::os::unix::fs::symlink(&victim_dir, &d).is_ok()
+            {
+                swaps.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let spec = format!("unix:{}/sock,owner=nobody,mode=0666", d.display());
+    for _ in 0..400 {
+        // The attacker may still be finishing its last swap.
+        wait_until("a fresh directory", || {
+            let _ = std::fs::remove_file(&d).or_else(|_| std::fs::remove_dir_all(&d));
+            let _ = std::fs::remove_dir_all(&moved);
+            std::fs::create_dir(&d).is_ok()
+        });
+        let out = run(&mut gracewrap(["-l", &spec, "--", "true"]));
+        let m = std::fs::symlink_metadata(&victim).unwrap();
+        if (m.uid(), m.mode() & 0o777) != (0, 0o600) {
+            stop.store(true, Ordering::Relaxed);
+            attacker.join().unwrap();
+            panic!(
+                "the other service's socket is now uid {} mode {:o}; gracewrap said {:?}",
+                m.uid(),
+                m.mode() & 0o777,
+                out.stderr
+            );
+        }
+        if swaps.load(Ordering::Relaxed) >= 100 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    attacker.join().unwrap();
+    assert!(
+        swaps.load(Ordering::Relaxed) > 0,
+        "the attacker never swapped the directory: the test proved nothing"
+    );
+}
+
+/// The directories `mkdir` created go with the socket file: after a
+/// failed start, and when a resident gracewrap exits. (Only the empty
+/// ones gracewrap made: an existing directory, or one someone put a file
+/// in, stays.)
+#[test]
+fn the_directories_mkdir_made_are_removed_with_the_socket() {
+    let dir = temp_dir("mkdir-cleanup");
+    let spec = format!("unix:{}/a/b/sock,mkdir", dir.display());
+    run(&mut gracewrap(["-l", &spec, "--", "/nonexistent"])).expect_code(127);
+    assert!(
+        !dir.join("a").exists(),
+        "a failed start left {:?}",
+        dir.join("a")
+    );
+
+    let mut gw = Running::spawn(&mut gracewrap(["-s", "-l", &spec, "--", "sleep", "100"]));
+    child_running(gw.child.id(), "sleep");
+    assert!(dir.join("a/b/sock").exists());
+    std::fs::write(dir.join("a/mine"), "").unwrap();
+    signal(&gw, libc::SIGTERM);
+    gw.wait();
+    assert!(!dir.join("a/b").exists(), "the supervisor left a/b");
+    assert!(
+        dir.join("a/mine").exists(),
+        "a file someone put there was removed"
+    );
+}
+
+/// `--lazy` waits for the first connection before it execs PROGRAM; a
+/// SIGTERM (or SIGINT, SIGHUP) meanwhile killed gracewrap at once and
+/// left the socket file it bound. Now it removes the file, then dies of
+/// the same signal.
+#[test]
+fn a_lazy_gracewrap_stopped_before_any_traffic_removes_its_socket_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = temp_dir("lazy-stop");
+    let sock = dir.join("sock");
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        let spec = format!("unix:{}", sock.display());
+        let mut gw = Running::spawn(&mut gracewrap(["--lazy", "-l", &spec, "--", "true"]));
+        // Waiting in poll(2): the signal handling is set up.
+        let wchan = format!("/proc/{}/wchan", gw.child.id());
+        wait_until("gracewrap waits", || {
+            std::fs::read_to_string(&wchan).is_ok_and(|w| w.contains("poll"))
+        });
+        assert!(sock.exists());
+        signal(&gw, sig);
+        assert_eq!(gw.wait().signal(), Some(sig), "{:?}", gw.stderr_seen);
+        assert!(!sock.exists(), "signal {sig} left {sock:?}");
+    }
+}
+
+/// With `--user`, exec mode dropped privileges and then failed to exec a
+/// PROGRAM (or enter a `--chdir`) that user cannot reach: as that user it
+/// could no longer remove the socket file it had bound in a root-only
+/// directory. Now PROGRAM and `--chdir` are checked as the user while
+/// gracewrap is still root: the same error and status, nothing left.
+#[test]
+fn with_user_a_program_out_of_reach_fails_before_the_drop_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("root-only");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let app = dir.join("app");
+    write_executable(&app, "#!/bin/sh\nexit 0\n");
+    let sock = dir.join("sock");
+    let spec = format!("unix:{}", sock.display());
+    let app = app.to_str().unwrap();
+    let dir_s = dir.to_str().unwrap();
+    for (extra, code, line) in [
+        (
+            vec![],
+            126,
+            format!("gracewrap: cannot execute {app}: permission denied"),
+        ),
+        (
+            vec!["-s"],
+            126,
+            format!("gracewrap: cannot execute {app}: permission denied"),
+        ),
+        (
+            vec!["--chdir", dir_s],
+            125,
+            format!("gracewrap: cannot change directory to {dir_s}: permission denied"),
+        ),
+    ] {
+        let mut cmd = gracewrap(["--user", "nobody", "-l", &spec]);
+        cmd.args(&extra).args(["--", app]);
+        run(&mut cmd).expect_code(code).expect_stderr(&line);
+        assert!(!sock.exists(), "{extra:?} left {sock:?}");
+    }
+}

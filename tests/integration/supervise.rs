@@ -682,6 +682,15 @@ fn process_group_mode_signals_the_whole_group() {
     let grandchild = Report::parse(&std::fs::read_to_string(dir.join("report")).unwrap())
         .unwrap()
         .pid;
+    // The probe reports before it sets up its handlers: wait for them.
+    wait_until("the probe to catch USR2", || {
+        std::fs::read_to_string(format!("/proc/{grandchild}/status")).is_ok_and(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigCgt:"))
+                .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+                .is_some_and(|m| m & (1 << (libc::SIGUSR2 - 1)) != 0)
+        })
+    });
     kill(g.child.id(), rustix::process::Signal::USR2);
     wait_until("USR2 to reach the grandchild", || {
         std::fs::read_to_string(&log).is_ok_and(|l| l.contains("USR2"))
