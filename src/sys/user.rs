@@ -3,7 +3,11 @@
 //!
 //! Names are looked up in /etc/passwd and /etc/group directly, never
 //! through NSS: the static build has no NSS, and a container image often
-//! has nothing else anyway. Numeric ids always work.
+//! has nothing else anyway. Numeric ids work without an entry. The files
+//! are read as bytes, line by line: bytes that are not UTF-8 (a Latin-1
+//! GECOS field or home) hide no entry, a malformed line is skipped, never
+//! the whole file, and a file that exists but cannot be read is an error,
+//! not "no such user".
 //!
 //! The drop follows setpriv(1), gosu and su-exec: supplementary groups
 //! first (setgroups), then the gid, then the uid (setres*id, so real,
@@ -11,70 +15,110 @@
 //! regained. Any failure is fatal: gracewrap never execs PROGRAM with half
 //! of its privileges dropped.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
 
 use anyhow::{Result, anyhow, bail};
 use rustix::process::{Gid, Uid};
 
-use crate::msg::reason;
+use crate::msg::{io_reason, quote, reason};
 
-/// One /etc/passwd entry (the fields gracewrap uses).
+/// One /etc/passwd entry (the fields gracewrap uses), byte for byte: the
+/// files are not UTF-8 everywhere (a Latin-1 GECOS field or home).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passwd {
-    pub name: String,
+    pub name: OsString,
     pub uid: u32,
     pub gid: u32,
     pub home: OsString,
 }
 
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+/// /etc/passwd or /etc/group as read: its bytes (none when the file does
+/// not exist, as in an image without one), or why it could not be read,
+/// which is said when a lookup needs the file, never as "no such user".
+pub struct Db {
+    path: &'static str,
+    bytes: io::Result<Vec<u8>>,
 }
 
-/// Entries of a colon-separated database, skipping comments and NIS
-/// (`+`/`-`) lines.
-fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
-    text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with(['#', '+', '-']))
-        .map(|l| l.split(':').collect::<Vec<_>>())
+impl Db {
+    /// Reads `path` whole, once: a lookup may need it twice.
+    pub fn read(path: &'static str) -> Db {
+        let bytes = match std::fs::read(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            read => read,
+        };
+        Db { path, bytes }
+    }
+
+    /// The bytes, or "cannot read PATH: REASON".
+    fn bytes(&self) -> Result<&[u8]> {
+        self.bytes
+            .as_deref()
+            .map_err(|e| anyhow!("cannot read {}: {}", self.path, io_reason(e)))
+    }
+
+    /// The gid of a group name or number: a number needs no file.
+    fn gid(&self, group: &str) -> Result<Option<u32>> {
+        match group.parse() {
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Ok(find_group(self.bytes()?, group)),
+        }
+    }
+}
+
+/// Entries of a colon-separated database, as byte fields, skipping
+/// comments, NIS (`+`/`-`) lines and lines with a NUL byte (no C string
+/// can hold their fields). One line, whatever its bytes, never stops the
+/// others from being read.
+fn entries(text: &[u8]) -> impl Iterator<Item = Vec<&[u8]>> {
+    text.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty() && !matches!(l[0], b'#' | b'+' | b'-') && !l.contains(&0))
+        .map(|l| l.split(|&b| b == b':').collect::<Vec<_>>())
+}
+
+/// A numeric field (uid, gid).
+fn number(field: &[u8]) -> Option<u32> {
+    std::str::from_utf8(field).ok()?.parse().ok()
 }
 
 /// The passwd entry for a user name or uid, from `text` (/etc/passwd).
-pub fn find_user(text: &str, user: &str) -> Option<Passwd> {
+/// Names are compared as bytes: one that is not UTF-8 never matches a
+/// name from the command line, but its entry is still found by its uid.
+pub fn find_user(text: &[u8], user: &str) -> Option<Passwd> {
     let numeric: Option<u32> = user.parse().ok();
     entries(text).find_map(|f| {
         if f.len() < 7 {
             return None;
         }
-        let uid: u32 = f[2].parse().ok()?;
-        let matches = f[0] == user || numeric == Some(uid);
+        let uid = number(f[2])?;
+        let matches = f[0] == user.as_bytes() || numeric == Some(uid);
         matches.then(|| Passwd {
-            name: f[0].to_string(),
+            name: OsStr::from_bytes(f[0]).to_owned(),
             uid,
-            gid: f[3].parse().unwrap_or(uid),
-            home: OsString::from(f[5]),
+            gid: number(f[3]).unwrap_or(uid),
+            home: OsStr::from_bytes(f[5]).to_owned(),
         })
     })
 }
 
-/// The gid for a group name or number, from `text` (/etc/group).
-pub fn find_group(text: &str, group: &str) -> Option<u32> {
-    if let Ok(n) = group.parse() {
-        return Some(n);
-    }
+/// The gid for a group name, from `text` (/etc/group).
+pub fn find_group(text: &[u8], group: &str) -> Option<u32> {
     entries(text).find_map(|f| {
-        (f.len() >= 3 && f[0] == group)
-            .then(|| f[2].parse().ok())
+        (f.len() >= 3 && f[0] == group.as_bytes())
+            .then(|| number(f[2]))
             .flatten()
     })
 }
 
 /// The groups that list `user` as a member, plus `primary`
 /// (initgroups(3)), sorted and without duplicates.
-pub fn member_of(text: &str, user: &str, primary: u32) -> Vec<u32> {
+pub fn member_of(text: &[u8], user: &OsStr, primary: u32) -> Vec<u32> {
     let mut groups: Vec<u32> = entries(text)
-        .filter(|f| f.len() >= 4 && f[3].split(',').any(|m| m == user))
-        .filter_map(|f| f[2].parse().ok())
+        .filter(|f| f.len() >= 4 && f[3].split(|&b| b == b',').any(|m| m == user.as_bytes()))
+        .filter_map(|f| number(f[2]))
         .collect();
     groups.push(primary);
     groups.sort_unstable();
@@ -92,21 +136,27 @@ pub fn socket_owner(
     let mut uid = None;
     let mut gid = None;
     if let Some(owner) = owner {
-        match find_user(&read("/etc/passwd"), owner) {
+        let shown = quote(OsStr::new(owner));
+        let passwd = Db::read("/etc/passwd");
+        let text = passwd.bytes().map_err(|e| anyhow!("owner={shown}: {e}"))?;
+        match find_user(text, owner) {
             Some(p) => {
                 uid = Some(p.uid);
                 gid = Some(p.gid);
             }
             None => match owner.parse() {
                 Ok(n) => uid = Some(n),
-                Err(_) => bail!("owner={owner}: no such user in /etc/passwd"),
+                Err(_) => bail!("owner={shown}: no such user in /etc/passwd"),
             },
         }
     }
     if let Some(group) = group {
+        let shown = quote(OsStr::new(group));
         gid = Some(
-            find_group(&read("/etc/group"), group)
-                .ok_or_else(|| anyhow!("group={group}: no such group in /etc/group"))?,
+            Db::read("/etc/group")
+                .gid(group)
+                .map_err(|e| anyhow!("group={shown}: {e}"))?
+                .ok_or_else(|| anyhow!("group={shown}: no such group in /etc/group"))?,
         );
     }
     Ok((uid, gid))
@@ -132,9 +182,12 @@ pub struct Target {
 /// - `--group GROUP` alone: GROUP as the only group, the uid unchanged;
 /// - a numeric uid without a passwd entry: that uid, gid = the same number
 ///   unless a group is given (never gid 0 by accident), no other groups.
+///
+/// A database that exists but could not be read is an error as soon as a
+/// lookup needs it (a group number needs none).
 pub fn resolve(
-    passwd: &str,
-    group_db: &str,
+    passwd: &Db,
+    group_db: &Db,
     user: Option<&str>,
     group: Option<&str>,
 ) -> Result<Target> {
@@ -149,10 +202,15 @@ pub fn resolve(
     let group = inline_group.or(group);
     let explicit_gid = match group {
         Some("") => bail!("--user USER:GROUP with an empty GROUP"),
-        Some(g) => Some(
-            find_group(group_db, g)
-                .ok_or_else(|| anyhow!("--group {g}: no such group in /etc/group"))?,
-        ),
+        Some(g) => {
+            let shown = quote(OsStr::new(g));
+            Some(
+                group_db
+                    .gid(g)
+                    .map_err(|e| anyhow!("--group {shown}: {e}"))?
+                    .ok_or_else(|| anyhow!("--group {shown}: no such group in /etc/group"))?,
+            )
+        }
         None => None,
     };
     let Some(user) = user else {
@@ -167,11 +225,16 @@ pub fn resolve(
     if user.is_empty() {
         bail!("--user with an empty user name");
     }
-    match find_user(passwd, user) {
+    let shown = quote(OsStr::new(user));
+    let in_user = |e: anyhow::Error| anyhow!("--user {shown}: {e}");
+    match find_user(passwd.bytes().map_err(in_user)?, user) {
         Some(p) => {
             let (gid, groups) = match explicit_gid {
                 Some(g) => (g, vec![g]),
-                None => (p.gid, member_of(group_db, &p.name, p.gid)),
+                None => (
+                    p.gid,
+                    member_of(group_db.bytes().map_err(in_user)?, &p.name, p.gid),
+                ),
             };
             Ok(Target {
                 uid: Some(p.uid),
@@ -183,7 +246,7 @@ pub fn resolve(
         None => {
             let uid: u32 = user
                 .parse()
-                .map_err(|_| anyhow!("--user {user}: no such user in /etc/passwd"))?;
+                .map_err(|_| anyhow!("--user {shown}: no such user in /etc/passwd"))?;
             let gid = explicit_gid.unwrap_or(uid);
             Ok(Target {
                 uid: Some(uid),
@@ -197,14 +260,19 @@ pub fn resolve(
 
 /// Resolves against the system's databases.
 pub fn resolve_system(user: Option<&str>, group: Option<&str>) -> Result<Target> {
-    resolve(&read("/etc/passwd"), &read("/etc/group"), user, group)
+    resolve(
+        &Db::read("/etc/passwd"),
+        &Db::read("/etc/group"),
+        user,
+        group,
+    )
 }
 
 impl Target {
     /// What the user is called in messages.
     pub fn label(&self) -> String {
         match (&self.passwd, self.uid) {
-            (Some(p), _) => p.name.clone(),
+            (Some(p), _) => quote(&p.name),
             (None, Some(uid)) => uid.to_string(),
             (None, None) => format!("gid {}", self.gid),
         }
@@ -215,8 +283,8 @@ impl Target {
         match (&self.passwd, self.uid) {
             (Some(p), _) => vec![
                 ("HOME", p.home.clone()),
-                ("USER", p.name.clone().into()),
-                ("LOGNAME", p.name.clone().into()),
+                ("USER", p.name.clone()),
+                ("LOGNAME", p.name.clone()),
             ],
             (None, Some(uid)) => vec![
                 ("HOME", "/".into()),

@@ -34,3 +34,5 @@ mod path;
 mod props;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
 mod supervise;
+/// Users and groups from /etc/passwd and /etc/group read as bytes.
+mod userdb;
