@@ -22,16 +22,22 @@
 //! gracewrap before its pid is known: they set `LISTEN_PID` to their own
 //! pid and [`HANDOFF_VAR`] to the same value ([`crate::protocol::handoff_env`]),
 //! and the child accepts the set when both equal its parent's pid.
+//!
+//! The rules are a pure function of the variables' bytes and of what this
+//! process is (listen_vars.rs, which the property tests and the
+//! `listen_env` fuzz target exercise); this module reads the real
+//! environment for it and takes the fds over.
 
 use std::env;
+use std::ffi::OsString;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 
 use super::fds;
-use crate::protocol::{DEFAULT_NAME, FIRST_FD, HANDOFF_VAR, pidfd_id};
-use crate::spec::check_name;
+use super::listen_vars::{self, Listen, Reader, Vars};
+use crate::protocol::{FIRST_FD, HANDOFF_VAR, pidfd_id};
 
 /// One inherited fd.
 #[derive(Debug)]
@@ -50,81 +56,54 @@ pub struct Inherited {
     pub parent: Option<u32>,
 }
 
-fn var(name: &str) -> Option<String> {
-    env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+/// This process, as [`listen_vars::read`] asks about it.
+struct ThisProcess;
+
+impl Reader for ThisProcess {
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+
+    fn parent(&self) -> u32 {
+        rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+    }
+
+    fn pidfd_id(&self) -> Option<u64> {
+        pidfd_id()
+    }
+
+    fn is_open(&self, fd: RawFd) -> bool {
+        fds::is_open(fd)
+    }
 }
 
 /// Reads and takes over the inherited set (fds 3..3+n become ours, with
 /// FD_CLOEXEC set until they are placed). Call before anything opens fds.
 pub fn take() -> Result<Inherited> {
-    let Some(pid_text) = var("LISTEN_PID") else {
-        return Ok(Inherited::default());
+    let [pid, pidfd_id, n, names, handoff] = [
+        "LISTEN_PID",
+        "LISTEN_PIDFDID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        HANDOFF_VAR,
+    ]
+    .map(env::var_os);
+    fn bytes(v: &Option<OsString>) -> Option<&[u8]> {
+        v.as_deref().map(OsStrExt::as_bytes)
+    }
+    let vars = Vars {
+        pid: bytes(&pid),
+        pidfd_id: bytes(&pidfd_id),
+        fds: bytes(&n),
+        names: bytes(&names),
+        handoff: bytes(&handoff),
     };
-    let pid: u32 = pid_text
-        .parse()
-        .ok()
-        .filter(|&p| p > 0)
-        .ok_or_else(|| anyhow!("LISTEN_PID={pid_text} is not a process id"))?;
-    let me = std::process::id();
-    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
-    let handoff = var(HANDOFF_VAR).is_some_and(|v| v == pid_text) && pid == parent;
-    if pid != me && !handoff {
-        return Ok(ignored(format!(
-            "LISTEN_PID={pid} is not gracewrap's pid ({me})"
-        )));
-    }
-    if let Some(id_text) = var("LISTEN_PIDFDID").filter(|_| !handoff) {
-        let id: u64 = id_text
-            .parse()
-            .map_err(|_| anyhow!("LISTEN_PIDFDID={id_text} is not a number"))?;
-        // Without pidfd inode ids (Linux < 6.9) there is nothing to compare.
-        if let Some(own) = pidfd_id()
-            && own != id
-        {
-            return Ok(ignored(format!(
-                "LISTEN_PIDFDID={id} is not gracewrap's pidfd id ({own}): the pid was reused"
-            )));
-        }
-    }
-    let Some(n_text) = var("LISTEN_FDS") else {
-        return Ok(Inherited::default());
+    let (names, parent) = match listen_vars::read(&vars, &ThisProcess).map_err(|e| anyhow!(e.0))? {
+        Listen::Nothing => return Ok(Inherited::default()),
+        Listen::Ignored(why) => return Ok(ignored(why)),
+        Listen::Fds { names, parent } => (names, parent),
     };
-    let n: i64 = n_text
-        .parse()
-        .map_err(|_| anyhow!("LISTEN_FDS={n_text} is not a number"))?;
-    if n <= 0 || n > i64::from(i32::MAX - FIRST_FD) {
-        bail!(
-            "LISTEN_FDS={n_text} is out of range (1 to {})",
-            i32::MAX - FIRST_FD
-        );
-    }
-    let n = n as usize;
-    // The last fd first, before anything proportional to n is allocated
-    // or done: a huge LISTEN_FDS fails at once, not after gigabytes of
-    // names or a million fcntl calls.
-    let last = FIRST_FD + n as RawFd - 1;
-    if !fds::is_open(last) {
-        bail!("LISTEN_FDS={n} but fd {last} is not open");
-    }
-    let names: Vec<String> = match env::var_os("LISTEN_FDNAMES") {
-        None => vec![DEFAULT_NAME.to_string(); n],
-        Some(text) => {
-            // Bytes, not text: a name with a byte that is not UTF-8 is
-            // reported as that byte.
-            let names = text
-                .as_bytes()
-                .split(|&b| b == b':')
-                .map(|name| check_name(name).map(str::to_owned))
-                .collect::<Result<Vec<String>, _>>();
-            let count = text.as_bytes().split(|&b| b == b':').count();
-            if count != n {
-                bail!(
-                    "LISTEN_FDNAMES has {count} names for LISTEN_FDS={n} fds (libsystemd refuses this too)"
-                );
-            }
-            names.map_err(|e| anyhow!("LISTEN_FDNAMES: {e}"))?
-        }
-    };
+    let n = names.len();
     let mut out = Vec::with_capacity(n);
     for (i, name) in names.into_iter().enumerate() {
         let fd = FIRST_FD + i as RawFd;
@@ -134,7 +113,7 @@ pub fn take() -> Result<Inherited> {
     Ok(Inherited {
         fds: out,
         ignored: None,
-        parent: handoff.then_some(pid),
+        parent,
     })
 }
 

@@ -1,10 +1,12 @@
 //! The sockets PROGRAM gets, from the command line and the inherited set
 //! to fds 3.. ([`Handoff`]): inherited ones read the way libsystemd reads
-//! them (inherit.rs), matched against `--listen` and bound (plan.rs), then
-//! placed (fds.rs, the one module that moves raw fd numbers).
+//! them (inherit.rs, its rules a pure function in listen_vars.rs), matched
+//! against `--listen` and bound (plan.rs), then placed (fds.rs, the one
+//! module that moves raw fd numbers).
 
 mod fds;
 mod inherit;
+mod listen_vars;
 mod plan;
 
 use std::borrow::Cow;
