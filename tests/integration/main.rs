@@ -28,6 +28,9 @@ mod inherit;
 mod interop;
 /// The bad-input matrix: every row of docs/bad-input.md.
 mod matrix;
+/// Any datagram, with or without fds, into the supervisor's NOTIFY_SOCKET
+/// (property test): it stays responsive and keeps no fd and no memory.
+mod notifyprops;
 /// Finding PROGRAM: one PATH search in every mode.
 mod path;
 /// Property tests of fd placement against the real binary.
