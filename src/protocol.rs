@@ -21,15 +21,21 @@ pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
 /// resident modes); holds the parent's pid. See handoff/inherit.rs.
 pub const HANDOFF_VAR: &str = "GRACEWRAP_HANDOFF";
 
+/// With a handoff: the RLIMIT_NOFILE (`SOFT HARD`) gracewrap's caller
+/// had, for the child gracewrap to give PROGRAM (the resident gracewrap
+/// keeps the one it raised to hold the sockets).
+pub const NOFILE_VAR: &str = "GRACEWRAP_NOFILE";
+
 /// Variables gracewrap owns: removed from the environment PROGRAM
 /// inherits, set only here, never settable with `--setenv`.
-pub const LISTEN_VARS: [&str; 6] = [
+pub const LISTEN_VARS: [&str; 7] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
     "LISTEN_PIDFDID",
     "LISTEN_FDS_FIRST_FD",
     HANDOFF_VAR,
+    NOFILE_VAR,
 ];
 
 /// The `LISTEN_*` variables for a program that will run as this very

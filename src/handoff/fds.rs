@@ -247,7 +247,31 @@ pub fn reserve(need: u64, want: u64) -> Result<NofileLimit, u64> {
     }
 }
 
+/// The soft RLIMIT_NOFILE now (None: unlimited).
+pub fn soft_limit() -> Option<u64> {
+    getrlimit(Resource::Nofile).current
+}
+
 impl NofileLimit {
+    /// Makes [`NofileLimit::restore`] put back this (soft, hard) limit
+    /// (RLIM_INFINITY for none) instead of the one we found.
+    pub fn restore_to(&mut self, soft: u64, hard: u64) {
+        let lim = |l: u64| (l != libc::RLIM_INFINITY).then_some(l);
+        self.0 = Some(Rlimit {
+            current: lim(soft),
+            maximum: lim(hard),
+        });
+    }
+
+    /// The (soft, hard) limit gracewrap found, if it raised the soft one:
+    /// what its children get back (RLIM_INFINITY for no limit).
+    pub fn original(&self) -> Option<(u64, u64)> {
+        self.0.as_ref().map(|lim| {
+            let raw = |l: Option<u64>| l.unwrap_or(libc::RLIM_INFINITY);
+            (raw(lim.current), raw(lim.maximum))
+        })
+    }
+
     /// Puts the original soft limit back (before exec). Fds above it stay
     /// open; the limit only affects new ones.
     pub fn restore(&mut self) {

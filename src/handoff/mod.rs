@@ -150,9 +150,29 @@ impl Handoff {
     }
 
     /// Puts back the RLIMIT_NOFILE soft limit gracewrap found, for PROGRAM
-    /// (gracewrap raised it to hold the sockets).
+    /// (gracewrap raised it to hold the sockets), right before exec;
+    /// unless the sockets reach past it, where PROGRAM could open nothing
+    /// at all (not even its shared libraries): then PROGRAM keeps the
+    /// raised one, and gracewrap says so.
     pub fn restore_limit(&mut self) {
+        if let Some((soft, _)) = self.limit.original() {
+            let last = crate::protocol::FIRST_FD as u64 + self.sockets.len() as u64 - 1;
+            if last >= soft {
+                crate::msg::say(format_args!(
+                    "the sockets take fds up to {last}, past the RLIMIT_NOFILE soft limit of {soft} the program would get: it keeps the raised limit of {}",
+                    fds::soft_limit().map_or("unlimited".to_string(), |l| l.to_string())
+                ));
+                return;
+            }
+        }
         self.limit.restore();
+    }
+
+    /// The RLIMIT_NOFILE (soft, hard) gracewrap found, if it raised its
+    /// own: a resident gracewrap keeps the raised one and gives each child
+    /// this one.
+    pub fn original_limit(&self) -> Option<(u64, u64)> {
+        self.limit.original()
     }
 }
 

@@ -25,7 +25,7 @@ use super::{Handoff, Socket};
 use crate::cli::{Args, Inherited as Policy, Mode};
 use crate::exit::Failure;
 use crate::msg::{reason, say};
-use crate::protocol::{DEFAULT_NAME, FIRST_FD};
+use crate::protocol::{DEFAULT_NAME, FIRST_FD, NOFILE_VAR};
 use crate::socket;
 use crate::spec::{Addr, Family, Host, Proto, Spec, UnixKind, UnixPath};
 use crate::sys::raw::vsock;
@@ -130,6 +130,17 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
 
     let mut handoff = Handoff::new(limit);
     handoff.parent = inherited.parent;
+    if handoff.parent.is_some() {
+        // From our resident parent: the limit its caller had, which is
+        // PROGRAM's (not the raised one we inherited).
+        let callers = std::env::var(NOFILE_VAR).ok().and_then(|v| {
+            let (soft, hard) = v.split_once(' ')?;
+            Some((soft.parse().ok()?, hard.parse().ok()?))
+        });
+        if let Some((soft, hard)) = callers {
+            handoff.limit.restore_to(soft, hard);
+        }
+    }
     handoff.sockets = pool
         .into_iter()
         .zip(requested)

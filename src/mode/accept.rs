@@ -13,9 +13,10 @@
 //! 4. accept what is pending on each readable listener and spawn a child.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
-use rustix::event::{PollFd, PollFlags, poll};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use rustix::io::Errno;
 use rustix::net::{SocketFlags, accept_with, sockopt};
@@ -24,7 +25,7 @@ use super::resident::{self, Spawn};
 use crate::cli::{Args, program_name};
 use crate::exit::Status;
 use crate::handoff::Handoff;
-use crate::msg::{io_reason, reason, say};
+use crate::msg::{Dur, io_reason, reason, say};
 use crate::protocol::CONNECTION_NAME;
 use crate::socket;
 use crate::sys::signals::Watch;
@@ -37,7 +38,7 @@ const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT
 /// files go when it is dropped, on every way out.
 pub fn run(
     args: &Args,
-    mut handoff: Handoff,
+    handoff: Handoff,
     inetd: bool,
     max: usize,
     target: Option<&Target>,
@@ -60,7 +61,9 @@ pub fn run(
     let mut caught = STOP.to_vec();
     caught.push(libc::SIGCHLD);
     let watch = resident::watch(&caught)?;
-    handoff.restore_limit();
+    // gracewrap keeps the RLIMIT_NOFILE it raised; each child gets the
+    // caller's back.
+    let nofile = handoff.original_limit();
     if super::report_sockets(args) {
         for fd in handoff.fds() {
             say(format_args!(
@@ -75,26 +78,48 @@ pub fn run(
     // way out (the guard).
     let _flags = Nonblocking::set(handoff.fds())?;
     let listeners: Vec<&OwnedFd> = handoff.fds().collect();
-    serve(args, &listeners, &watch, &name, inetd, max)
+    let how = Serve {
+        name: &name,
+        inetd,
+        max,
+        nofile,
+    };
+    serve(args, &listeners, &watch, &how)
 }
 
-fn serve(
-    args: &Args,
-    listeners: &[&OwnedFd],
-    watch: &Watch,
-    name: &str,
+/// How connections are served.
+struct Serve<'a> {
+    name: &'a str,
     inetd: bool,
     max: usize,
-) -> Result<Status> {
+    nofile: Option<(u64, u64)>,
+}
+
+/// The first pause after accept(2) ran out of fds or memory, and the
+/// longest; the pause doubles while it keeps failing. The connection
+/// waits in the backlog meanwhile.
+const PAUSE_FIRST: Duration = Duration::from_millis(10);
+const PAUSE_MAX: Duration = Duration::from_secs(1);
+
+fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) -> Result<Status> {
     let mut children: Vec<i32> = Vec::new();
     let wake = watch.fd();
+    // While accept(2) lacks fds or memory, the listeners stay readable:
+    // they are left out of the poll until the pause is over, instead of
+    // spinning.
+    let mut paused: Option<(Instant, Duration)> = None;
     loop {
-        let open = children.len() < max;
+        let now = Instant::now();
+        let resting = paused.is_some_and(|(until, _)| now < until);
+        let open = children.len() < how.max && !resting;
         let mut polls = vec![PollFd::new(&wake, PollFlags::IN)];
         if open {
             polls.extend(listeners.iter().map(|fd| PollFd::new(*fd, PollFlags::IN)));
         }
-        match poll(&mut polls, None) {
+        let timeout = paused
+            .filter(|_| resting)
+            .map(|(until, _)| Timespec::try_from(until - now).unwrap_or_default());
+        match poll(&mut polls, timeout.as_ref()) {
             Ok(_) | Err(Errno::INTR) => {}
             Err(e) => bail!("poll failed: {}", reason(e)),
         }
@@ -116,10 +141,28 @@ fn serve(
             return Ok(Status::Program(0));
         }
         for (fd, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
-            while children.len() < max {
+            let open = paused.is_none_or(|(until, _)| Instant::now() >= until);
+            while children.len() < how.max && open {
                 let conn = match accept_with(fd, SocketFlags::CLOEXEC) {
-                    Ok(conn) => conn,
+                    Ok(conn) => {
+                        paused = None;
+                        conn
+                    }
                     Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => break,
+                    Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
+                        let pause = paused.map_or(PAUSE_FIRST, |(_, p)| (p * 2).min(PAUSE_MAX));
+                        if paused.is_none() {
+                            say(format_args!(
+                                "cannot accept on fd {}: {}; pausing accept (from {} up to {}) until it works again",
+                                fd.as_raw_fd(),
+                                reason(e),
+                                Dur(PAUSE_FIRST),
+                                Dur(PAUSE_MAX)
+                            ));
+                        }
+                        paused = Some((Instant::now() + pause, pause));
+                        break;
+                    }
                     Err(e) => {
                         say(format_args!(
                             "cannot accept on fd {}: {}",
@@ -134,10 +177,11 @@ fn serve(
                 let how = Spawn {
                     fd3: Some(conn.as_fd().as_raw_fd()),
                     count: 1,
-                    names: name,
-                    inetd,
+                    names: how.name,
+                    inetd: how.inetd,
                     env: &[],
                     new_group: false,
+                    nofile: how.nofile,
                 };
                 match resident::spawn(args, watch, &how) {
                     // Reaped through SIGCHLD and wait(2).

@@ -17,7 +17,7 @@ use rustix::process::{WaitOptions, WaitStatus, wait};
 
 use crate::cli::Args;
 use crate::msg::{io_reason, quote};
-use crate::protocol::{LISTEN_VARS, handoff_env};
+use crate::protocol::{LISTEN_VARS, NOFILE_VAR, handoff_env};
 use crate::sys::process::{self, Child, Env, Setup};
 use crate::sys::signals::{Blocked, Watch};
 use crate::sys::user::Target;
@@ -90,6 +90,9 @@ pub struct Spawn<'a> {
     pub env: &'a [(&'a str, &'a OsStr)],
     /// Lead a new process group (and take the terminal's foreground).
     pub new_group: bool,
+    /// The RLIMIT_NOFILE (soft, hard) the child gets, when gracewrap
+    /// raised its own ([`crate::handoff::Handoff::original_limit`]).
+    pub nofile: Option<(u64, u64)>,
 }
 
 /// Starts a child gracewrap that hands the sockets to PROGRAM; returns
@@ -100,6 +103,9 @@ pub fn spawn(args: &Args, watch: &Watch, how: &Spawn<'_>) -> std::io::Result<i32
     let mut env = Env::ours_without(&LISTEN_VARS);
     for (name, value) in handoff_env(how.count, how.names) {
         env.set(name, value);
+    }
+    if let Some((soft, hard)) = how.nofile {
+        env.set(NOFILE_VAR, format!("{soft} {hard}"));
     }
     for (name, value) in how.env {
         env.set(name, value);

@@ -220,7 +220,8 @@ fn start<'a>(
         Some(path) => Some(PidFile::write(path, std::process::id())?),
         None => None,
     };
-    handoff.restore_limit();
+    // gracewrap keeps the RLIMIT_NOFILE it raised; each generation gets
+    // the caller's back (Spawn::nofile).
     let names = handoff.names();
     let mut s = Supervisor {
         args,
@@ -304,6 +305,7 @@ impl Supervisor<'_> {
             inetd: false,
             env: &env,
             new_group: self.sup.process_group,
+            nofile: self.handoff.original_limit(),
         };
         let pid = resident::spawn(self.args, &self.watch, &how).map_err(|e| {
             anyhow!(

@@ -953,3 +953,83 @@ fn with_user_a_program_out_of_reach_fails_before_the_drop_and_leaves_nothing() {
         assert!(!sock.exists(), "{extra:?} left {sock:?}");
     }
 }
+
+/// The soft RLIMIT_NOFILE in /proc/PID/limits.
+fn nofile_soft(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// gracewrap raises its soft RLIMIT_NOFILE to hold many sockets. A
+/// resident gracewrap put it back down for itself at once, so it was left
+/// with no room for connections, pipes and the notify socket. Now it
+/// keeps the raised limit and gives each generation the caller's (or the
+/// raised one, said, where the sockets reach past the caller's).
+#[test]
+fn a_resident_gracewrap_keeps_the_raised_fd_limit_and_programs_get_the_callers() {
+    for (sockets, past) in [(40, false), (70, true)] {
+        let mut cmd = gracewrap(["-s"]);
+        for _ in 0..sockets {
+            cmd.args(["-l", "tcp:127.0.0.1:0"]);
+        }
+        cmd.args(["--", "sleep", "100"]);
+        with_nofile(&mut cmd, 64, 4096);
+        let mut gw = Running::spawn(&mut cmd);
+        let program = child_running(gw.child.id(), "sleep");
+        let own = nofile_soft(gw.child.id());
+        assert!(own > 64, "{sockets}: gracewrap's own limit is {own}");
+        // Past the caller's limit, PROGRAM could not even load its shared
+        // libraries: it keeps the raised one, and gracewrap says so.
+        let want = if past { own } else { 64 };
+        assert_eq!(nofile_soft(program), want, "{sockets}: PROGRAM's limit");
+        signal(&gw, libc::SIGTERM);
+        gw.wait();
+        let said = gw
+            .rest_of_stderr()
+            .into_iter()
+            .chain(gw.stderr_seen.clone())
+            .any(|l| l.contains("past the RLIMIT_NOFILE soft limit of 64 the program would get"));
+        assert_eq!(said, past, "{sockets}: {:?}", gw.stderr_seen);
+    }
+}
+
+/// accept(2) failing with EMFILE leaves the listener readable: accept
+/// mode went straight back to it, printing a line and burning a core
+/// for as long as the connection waited. Now it says so once and pauses
+/// accepting (10 ms, doubling up to 1 s) while it lasts.
+#[test]
+fn accept_out_of_fds_pauses_instead_of_spinning() {
+    let mut cmd = gracewrap(["-a", "-l", "tcp:127.0.0.1:0", "--", "true"]);
+    with_nofile(&mut cmd, 6, 6);
+    let mut gw = Running::spawn(&mut cmd);
+    let addr = gw.accepting_addr();
+    let _waiting = TcpStream::connect(&addr).unwrap();
+    gw.stderr_line("too many open files");
+    let ticks = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = stat.rsplit_once(") ").unwrap().1;
+        let f: Vec<&str> = rest.split(' ').collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let before = ticks(gw.child.id());
+    // A measurement window, not a synchronisation: what does gracewrap
+    // do with one second of a connection it cannot accept?
+    std::thread::sleep(Duration::from_secs(1));
+    let used = ticks(gw.child.id()) - before;
+    let lines = gw.lines_so_far();
+    assert!(used <= 10, "{used} ticks of CPU in one second");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.contains("too many open files"))
+            .count()
+            <= 1,
+        "{} lines: {:?}",
+        lines.len(),
+        &lines[..lines.len().min(5)]
+    );
+}

@@ -670,12 +670,18 @@ fn process_group_mode_signals_the_whole_group() {
             "--process-group",
             "--ready-delay",
             "50ms",
+            "--stop-timeout",
+            "500ms",
             "-l",
             "tcp:127.0.0.1:0",
             "--",
         ])
         .arg(&script)
-        .env("PROBE_REPORT", dir.join("report")),
+        .env("PROBE_REPORT", dir.join("report"))
+        // The leftover probe gets the stop signal as soon as the shell
+        // dies: ignoring it (SIGKILL after 500 ms) leaves its signal log
+        // thread the time to write USR2 down.
+        .env("PROBE_IGNORE_TERM", "1"),
     );
     g.stderr_line("generation 1 (pid");
     wait_until("the probe to start", || dir.join("report").exists());

@@ -471,6 +471,13 @@ impl Running {
         rest.split(" (").next().unwrap().to_string()
     }
 
+    /// Every stderr line that arrived and was not read yet, at once.
+    pub fn lines_so_far(&mut self) -> Vec<String> {
+        let out: Vec<String> = self.lines.try_iter().collect();
+        self.stderr_seen.extend(out.iter().cloned());
+        out
+    }
+
     /// The address of the next `listening on ADDR (fd N...)` line.
     #[track_caller]
     pub fn listening_addr(&mut self) -> String {
