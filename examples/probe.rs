@@ -539,7 +539,17 @@ fn serve_one(fd: RawFd) {
             } else {
                 text
             };
-            let _ = stream.write_all(reply.as_bytes());
+            // MSG_NOSIGNAL: a client that reset the connection gets no
+            // answer, and must not kill the probe with SIGPIPE (which
+            // stays at its default here: see the top of this file).
+            let mut rest = reply.as_bytes();
+            while !rest.is_empty() {
+                match rustix::net::send(&stream, rest, rustix::net::SendFlags::NOSIGNAL) {
+                    Err(rustix::io::Errno::INTR) => {}
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => rest = &rest[n..],
+                }
+            }
             drop(stream);
             ACTIVE.fetch_sub(1, SeqCst);
         });
