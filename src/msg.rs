@@ -4,10 +4,31 @@
 use std::ffi::OsStr;
 use std::io::{self, Write};
 
-/// Prints one `gracewrap: ...` line on stderr. Never panics: a closed or
-/// broken stderr (EPIPE) is not a reason to fail.
+/// Prints one `gracewrap: ...` line on stderr, in one write(2), so that
+/// it never interleaves with PROGRAM's output on the same stderr. Control
+/// characters from whatever the message holds (a name the user typed, a
+/// path) are escaped (`\u{1b}`), so a message is always one line and
+/// never drives the terminal. Never panics: a closed or broken stderr
+/// (EPIPE) is not a reason to fail.
 pub fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(io::stderr().lock(), "gracewrap: {line}");
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(128);
+    let _ = write!(text, "gracewrap: {line}");
+    if text.contains(char::is_control) {
+        text = text
+            .chars()
+            .flat_map(|c| {
+                let escape = c.is_control();
+                let (mut raw, mut escaped) = (Some(c), None);
+                if escape {
+                    (raw, escaped) = (None, Some(c.escape_default()));
+                }
+                raw.into_iter().chain(escaped.into_iter().flatten())
+            })
+            .collect();
+    }
+    text.push('\n');
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// An OS error as a short lower-case phrase, e.g. "permission denied",

@@ -153,11 +153,30 @@ pub fn prepare(args: &Args) -> Result<Handoff> {
         .collect();
     // A failure from here on drops `handoff`, which removes the socket
     // files bound so far: a failed start leaves the file system as it was.
-    for (spec, choice) in args.listen.iter().zip(choices) {
+    for (i, (spec, choice)) in args.listen.iter().zip(choices).enumerate() {
         let fd = match choice {
             Choice::Inherited(_) | Choice::Named => continue,
             Choice::Take(fd) => fd,
-            Choice::Bind => socket::open(&spec.addr, &spec.opts, &mut handoff.created)?,
+            Choice::Bind => match socket::open(&spec.addr, &spec.opts, &mut handoff.created) {
+                Ok(fd) => fd,
+                // "Address in use" by gracewrap's own earlier socket is a
+                // command-line mistake, not "a server".
+                Err(e) => match args.listen[..i]
+                    .iter()
+                    .find(|e| overlaps(&e.addr, &spec.addr))
+                {
+                    Some(first) => {
+                        let text = |a: &Addr| String::from_utf8_lossy(&a.to_bytes()).into_owned();
+                        return Err(Failure::usage(format!(
+                            "cannot bind {}: {}, given before it, holds that address",
+                            text(&spec.addr),
+                            text(&first.addr)
+                        ))
+                        .into());
+                    }
+                    None => return Err(e),
+                },
+            },
         };
         handoff.sockets.push(Socket {
             fd,
@@ -258,6 +277,67 @@ fn check_duplicates(specs: &[Spec]) -> Result<(), Failure> {
     } else {
         format!("{first} and {second} are the same address")
     }))
+}
+
+/// Whether `first`, bound, can be what keeps `second` from binding: the
+/// same unix socket file (also through another path: a symlink, a bind
+/// mount), or the same protocol and port with hosts that overlap (equal,
+/// or one of them all interfaces of a family the other is in).
+fn overlaps(first: &Addr, second: &Addr) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (bound_address(first), bound_address(second)) {
+        (
+            Addr::Unix {
+                path: UnixPath::File(a),
+                ..
+            },
+            Addr::Unix {
+                path: UnixPath::File(b),
+                ..
+            },
+        ) => match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        },
+        (
+            Addr::Inet {
+                proto: p1,
+                family: f1,
+                host: h1,
+                port: port1,
+            },
+            Addr::Inet {
+                proto: p2,
+                family: f2,
+                host: h2,
+                port: port2,
+            },
+        ) => {
+            let family_of = |h: &Host| match h {
+                Host::V6(..) => Family::V6,
+                _ => Family::V4,
+            };
+            let covers = |f: Family, other: &Host| f == Family::Any || f == family_of(other);
+            // 0.0.0.0 and [::] (dual-stack unless v6only) are all
+            // interfaces too.
+            let wildcard = |f: Family, h: Host| match h {
+                Host::V4(ip) if ip.is_unspecified() => (Family::V4, Host::Unspecified),
+                Host::V6(ip, _) if ip.is_unspecified() => (Family::Any, Host::Unspecified),
+                h => (f, h),
+            };
+            let ((f1, h1), (f2, h2)) = (wildcard(f1, h1), wildcard(f2, h2));
+            let hosts = match (&h1, &h2) {
+                (Host::Unspecified, Host::Unspecified) => {
+                    f1 == f2 || f1 == Family::Any || f2 == Family::Any
+                }
+                (Host::Unspecified, h) => covers(f1, h),
+                (h, Host::Unspecified) => covers(f2, h),
+                (a, b) => a == b,
+            };
+            p1 == p2 && port1 == port2 && port1 != 0 && hosts
+        }
+        _ => false,
+    }
 }
 
 /// `addr` in one spelling per bind address, for [`check_duplicates`]: a

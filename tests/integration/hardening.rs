@@ -1033,3 +1033,55 @@ fn accept_out_of_fds_pauses_instead_of_spinning() {
         &lines[..lines.len().min(5)]
     );
 }
+
+/// Two paths to one socket file (through a symlinked directory): the
+/// second bind found gracewrap's own first socket listening and said "a
+/// server is listening on it". Now the first spec is named.
+#[test]
+fn two_paths_to_one_socket_file_name_the_first_spec() {
+    let dir = temp_dir("two-paths");
+    std::fs::create_dir(dir.join("real")).unwrap();
+    std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+    let (a, b) = (
+        format!("unix:{}/real/s.sock", dir.display()),
+        format!("unix:{}/link/s.sock", dir.display()),
+    );
+    run(&mut gracewrap(["-l", &a, "-l", &b, "--", "true"]))
+        .expect_code(2)
+        .expect_stderr(&format!(
+            "gracewrap: cannot bind {b}: {a}, given before it, holds that address"
+        ));
+    assert!(
+        !dir.join("real/s.sock").exists(),
+        "the first socket file stayed"
+    );
+}
+
+/// A gracewrap message is one write(2): it was three ("gracewrap: ", the
+/// text, "\n"), and a generation writing to the same stderr could land in
+/// the middle of it.
+#[test]
+fn a_message_is_one_write() {
+    let out = run(Command::new("strace").args([
+        "-f",
+        "-e",
+        "trace=write",
+        "-e",
+        "signal=none",
+        gracewrap_path(),
+        "-l",
+        "tcp:1.2.3.4.5:1",
+        "--",
+        "true",
+    ]));
+    let writes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("write(2,"))
+        .collect();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0].contains("gracewrap: invalid --listen"),
+        "{writes:?}"
+    );
+}

@@ -38,6 +38,9 @@ use crate::util::*;
 enum Setup {
     /// `{port}`: a loopback TCP port the test listens on.
     BusyTcp,
+    /// `{port}`: a port that was free on 127.0.0.1 (TCP and UDP) a moment
+    /// ago.
+    FreePort,
     /// `{q}` is bound by the test.
     BusyAbstract,
     /// `{dir}/s.sock` is a unix socket the test listens on.
@@ -446,6 +449,49 @@ const ROWS: &[Row] = &[
         env: NOENV,
         setup: &[Setup::InDir],
         stderr: "gracewrap: unix:./s.sock and unix:{dir}/s.sock are the same address",
+        code: 2,
+        after: After::Untouched,
+    },
+    // Overlapping, not equal: caught when the second bind fails, and
+    // blamed on the first spec, not on "a server".
+    Row {
+        id: "address-overlaps-a-wildcard",
+        args: &[
+            "-l",
+            "tcp:127.0.0.1:{port}",
+            "-l",
+            "tcp:[::]:{port}",
+            "true",
+        ],
+        env: NOENV,
+        setup: &[Setup::FreePort],
+        stderr: "gracewrap: cannot bind tcp:[::]:{port}: tcp:127.0.0.1:{port}, given before it, holds that address",
+        code: 2,
+        after: After::Untouched,
+    },
+    Row {
+        id: "address-overlaps-all-interfaces",
+        args: &[
+            "-l",
+            "udp:0.0.0.0:{port}",
+            "-l",
+            "udp:127.0.0.1:{port}",
+            "true",
+        ],
+        env: NOENV,
+        setup: &[Setup::FreePort],
+        stderr: "gracewrap: cannot bind udp:127.0.0.1:{port}: udp:0.0.0.0:{port}, given before it, holds that address",
+        code: 2,
+        after: After::Untouched,
+    },
+    // A control character never reaches the terminal raw: every message
+    // escapes them.
+    Row {
+        id: "control-character-in-a-message",
+        args: &["-l", "tcp:127.0.0.1:0,bind_device=e\u{1b}[31mx", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --listen \"tcp:127.0.0.1:0,bind_device=e\\u{1b}[31mx\": bind_device 'e\\u{1b}[31mx' is not a network interface name",
         code: 2,
         after: After::Untouched,
     },
@@ -1342,6 +1388,14 @@ fn prepare(row: &Row, n: usize) -> (Ctx, Command) {
     let d = ctx.dir.clone();
     for s in row.setup {
         match *s {
+            Setup::FreePort => loop {
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let port = l.local_addr().unwrap().port();
+                if std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+                    ctx.port = port;
+                    break;
+                }
+            },
             Setup::BusyTcp => {
                 let l = TcpListener::bind("127.0.0.1:0").unwrap();
                 ctx.port = l.local_addr().unwrap().port();
@@ -1663,6 +1717,7 @@ fn md(text: &str) -> String {
 fn describe_setup(s: &Setup) -> String {
     match s {
         Setup::BusyTcp => "the test listens on PORT".into(),
+        Setup::FreePort => "PORT was free".into(),
         Setup::BusyAbstract => "the test holds Q".into(),
         Setup::LiveUnix => "a live socket at DIR/s.sock".into(),
         Setup::File => "a regular file at DIR/s.sock".into(),
