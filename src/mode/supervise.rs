@@ -166,6 +166,9 @@ struct Supervisor<'a> {
     backoff: Duration,
     /// Whether a notification from outside the generations was reported.
     stranger_said: bool,
+    /// The address of each socket that was listening at the start (see
+    /// `relisten`).
+    listening: Vec<Option<rustix::net::SocketAddrAny>>,
 }
 
 /// Supervises until the last generation is gone; returns its status.
@@ -245,7 +248,18 @@ fn start<'a>(
         leftovers: Vec::new(),
         backoff: BACKOFF_FIRST,
         stranger_said: false,
+        listening: Vec::new(),
     };
+    s.listening = s
+        .handoff
+        .fds()
+        .map(|fd| {
+            rustix::net::sockopt::socket_acceptconn(fd)
+                .unwrap_or(false)
+                .then(|| rustix::net::getsockname(fd).ok())
+                .flatten()
+        })
+        .collect();
     let id = s.spawn()?;
     s.current = Some(id);
     Ok(s)
@@ -294,8 +308,46 @@ impl Supervisor<'_> {
         }
     }
 
+    /// A generation that called shutdown(2) on a shared listener stopped
+    /// it for every generation to come (the socket is one, in every
+    /// process): each listener that was listening when gracewrap started
+    /// and no longer is listens again, and gracewrap says so. (Its backlog
+    /// is the kernel's maximum, gracewrap's default.)
+    fn relisten(&self) {
+        use rustix::net::{bind, listen, sockopt::socket_acceptconn};
+        for (fd, was) in self.handoff.fds().zip(&self.listening) {
+            let Some(addr) = was else { continue };
+            if socket_acceptconn(fd).unwrap_or(true) {
+                continue;
+            }
+            let what = format!(
+                "{} (fd {})",
+                crate::socket::describe(fd),
+                std::os::fd::AsRawFd::as_raw_fd(fd)
+            );
+            // shutdown(2) also lets go of a port the kernel chose (port
+            // 0), though getsockname(2) still shows it: bound again to the
+            // address it had, or listen(2) would pick another port. EINVAL:
+            // it is still bound.
+            let again = match bind(fd, addr) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => listen(fd, i32::MAX),
+                Err(e) => Err(e),
+            };
+            match again {
+                Ok(()) => say(format_args!(
+                    "{what} had stopped listening (shut down by a generation?): listening on it again"
+                )),
+                Err(e) => say(format_args!(
+                    "{what} has stopped listening, and cannot listen again: {}",
+                    reason(e)
+                )),
+            }
+        }
+    }
+
     /// Starts a new generation; returns its id.
     fn spawn(&mut self) -> Result<u64> {
+        self.relisten();
         let notify = self.notify.env_value.clone();
         let env: [(&str, &OsStr); 1] = [(NOTIFY_SOCKET, &notify)];
         let how = Spawn {

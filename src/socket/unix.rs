@@ -316,6 +316,33 @@ fn set_owner_and_mode(
     })
 }
 
+/// Whether a live socket in this network namespace is bound at `path`
+/// (/proc/net/unix lists each with the path it was bound at). A stale
+/// file, whose socket was closed, is not listed. Without /proc: false.
+fn held_by_a_process(path: &OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return false;
+    };
+    let path = absolute(Path::new(path));
+    let want = path.as_os_str().as_bytes();
+    table.split(|&b| b == b'\n').skip(1).any(|line| {
+        // Num RefCount Protocol Flags Type St Inode Path: the path is the
+        // rest of the line after the seventh field.
+        let mut rest = line;
+        for _ in 0..7 {
+            let trimmed = rest.trim_ascii_start();
+            let end = trimmed
+                .iter()
+                .position(|&b| b == b' ')
+                .unwrap_or(trimmed.len());
+            rest = &trimmed[end..];
+        }
+        let bound = rest.strip_prefix(b" ").unwrap_or(rest);
+        bound.first() == Some(&b'/') && bound == want
+    })
+}
+
 /// Called when bind(2) found something at `path`. Removes it only if it is a
 /// socket nobody is listening on (connect(2) refused); a live socket is
 /// "address already in use"; anything else is never touched.
@@ -356,7 +383,12 @@ fn replace_stale(
     )
     .map_err(|e| anyhow!("{}", reason(e)))?;
     match connect(&probe, addr) {
-        // Nobody bound there: stale.
+        // Refused, and no live socket bound at the path: stale. A process
+        // that bound it without listening (yet) is alive: its file is not
+        // stale, whatever connect says.
+        Err(Errno::CONNREFUSED) if held_by_a_process(path) => {
+            bail!("address already in use (a process has it bound, without listening on it)")
+        }
         Err(Errno::CONNREFUSED) => {}
         // Connected, backlog full (EAGAIN), or a socket of another type
         // (EPROTOTYPE): someone is there.

@@ -1085,3 +1085,78 @@ fn a_message_is_one_write() {
         "{writes:?}"
     );
 }
+
+/// A socket file whose process bound it without listening (yet) is not
+/// stale, though connect(2) is refused: gracewrap replaced it. Now a
+/// path a live socket is bound at (/proc/net/unix) is "in use"; once that
+/// process closes it, the file is stale and replaced.
+#[test]
+fn a_socket_bound_without_listening_by_a_live_process_is_not_stale() {
+    let dir = temp_dir("bound-not-listening");
+    let path = dir.join("s.sock");
+    let spec = format!("unix:{}", path.display());
+    // A stream socket, bound, never listening.
+    let fd = rustix::net::socket(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .unwrap();
+    rustix::net::bind(&fd, &rustix::net::SocketAddrUnix::new(&path).unwrap()).unwrap();
+    run(&mut gracewrap(["-l", &spec, "--", "true"]))
+        .expect_code(125)
+        .expect_stderr(&format!(
+            "gracewrap: cannot bind {spec}: address already in use (a process has it bound, without listening on it)"
+        ));
+    assert!(path.exists());
+    drop(fd);
+    run(&mut gracewrap(["-l", &spec, "--", "true"])).expect_code(0);
+}
+
+/// A generation that calls shutdown(2) on the shared listener stops it
+/// for every generation to come: the next one got EINVAL from accept and
+/// the service was gone. The supervisor now checks before it starts a
+/// generation, listens again, and says so.
+#[test]
+fn a_listener_shut_down_by_a_generation_listens_again_for_the_next() {
+    let dir = temp_dir("shutdown");
+    let flag = dir.join("shut");
+    let code = format!(
+        "import os, socket, time
+s = socket.socket(fileno=3)
+if not os.path.exists({flag:?}):
+    s.shutdown(socket.SHUT_RDWR)
+    open({flag:?}, 'w').close()
+    time.sleep(100)
+while True:
+    c, _ = s.accept()
+    c.sendall(b'ok')
+    c.close()",
+        flag = flag.to_str().unwrap()
+    );
+    let mut gw = Running::spawn(&mut gracewrap([
+        "-s",
+        "-v",
+        "--ready-delay",
+        "50ms",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "python3",
+        "-c",
+        &code,
+    ]));
+    let addr = gw.listening_addr();
+    wait_until("generation 1 shut the listener down", || flag.exists());
+    assert!(TcpStream::connect(&addr).is_err(), "still listening");
+    signal(&gw, libc::SIGHUP);
+    gw.stderr_line("had stopped listening (shut down by a generation?): listening on it again");
+    gw.stderr_line("generation 2 (pid");
+    let mut reply = String::new();
+    use std::io::Read;
+    TcpStream::connect(&addr)
+        .unwrap()
+        .read_to_string(&mut reply)
+        .unwrap();
+    assert_eq!(reply, "ok");
+}
