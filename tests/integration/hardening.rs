@@ -433,19 +433,38 @@ fn a_pid_file_someone_else_rewrote_is_not_removed_at_exit() {
 /// is unpredictable now and the file is created O_EXCL|O_NOFOLLOW.
 #[test]
 fn links_planted_at_the_old_temporary_names_are_never_written_through() {
-    let dir = temp_dir("pidlinks");
-    let secret = dir.join("secret");
+    use std::os::unix::fs::PermissionsExt;
+    let base = temp_dir("pidlinks");
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = base.join("secret");
     std::fs::write(&secret, "root only\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The pid file goes in a directory of the service's user, who plants
+    // the links: an unprivileged user.
+    let dir = base.join("run");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let p = dir.join("gw.pid");
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    for pid in last..last + 300 {
-        let link = dir.join(format!("gw.pid.{pid}.tmp"));
-        std::os::unix::fs::symlink(&secret, link).unwrap();
-    }
+    let planted = {
+        let (dir, secret) = (dir.clone(), secret.clone());
+        once_as_unprivileged(move || {
+            (last..last + 300)
+                .filter(|pid| {
+                    let link = dir.join(format!("gw.pid.{pid}.tmp"));
+                    std::os::unix::fs::symlink(&secret, link).is_ok()
+                })
+                .count()
+        })
+    };
+    assert_eq!(
+        planted, 300,
+        "the unprivileged user could not plant its links"
+    );
     let mut gw = supervisor_with_pid_file(&p);
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
     assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
@@ -453,6 +472,26 @@ fn links_planted_at_the_old_temporary_names_are_never_written_through() {
     gw.wait();
     assert!(!p.exists(), "its own pid file is removed");
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+}
+
+/// Runs `f` once on a thread that changed its own credentials to uid and
+/// gid 65534 (see [`as_unprivileged_thread`]); returns what it returns.
+fn once_as_unprivileged<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        become_unprivileged();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// This thread (only) becomes uid and gid 65534, without groups.
+fn become_unprivileged() {
+    use rustix::process::{Gid, Uid};
+    let (uid, gid) = (Uid::from_raw(65534), Gid::from_raw(65534));
+    rustix::thread::set_thread_groups(&[]).unwrap();
+    rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
+    rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
 }
 
 /// Shutdown: an orphan's own child is re-parented to gracewrap only when
@@ -712,11 +751,7 @@ fn as_unprivileged_thread(
     mut attack: impl FnMut() + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        use rustix::process::{Gid, Uid};
-        let (uid, gid) = (Uid::from_raw(65534), Gid::from_raw(65534));
-        rustix::thread::set_thread_groups(&[]).unwrap();
-        rustix::thread::set_thread_res_gid(gid, gid, gid).unwrap();
-        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+        become_unprivileged();
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             attack();
         }
