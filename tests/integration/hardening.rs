@@ -712,10 +712,13 @@ time.sleep(100)";
 /// falls back to an abstract name, says so with -v, and still works.
 #[test]
 fn without_a_writable_runtime_directory_notifications_still_work() {
+    // The binary may live under /tmp (a CI checkout there): it is opened
+    // before the mounts hide it, and run through its fd.
     let script = format!(
-        "set -e; for d in /run /tmp /dev/shm; do mount -t tmpfs -o ro tmpfs $d; done; exec {}",
+        "set -e; exec 9<{}; for d in /run /tmp /dev/shm; do mount -t tmpfs -o ro tmpfs $d; done; exec {}",
+        sh_quote(&[gracewrap_path()]),
         sh_quote(&[
-            gracewrap_path(),
+            "/proc/self/fd/9",
             "-s",
             "-v",
             "-l",
