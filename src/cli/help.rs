@@ -40,8 +40,10 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
                             generation starts on the same sockets, the old one gets
                             --stop-signal only once the new one is ready
       --restart-signal SIG  the restart trigger (default HUP)
-      --ready-delay DUR     count a generation ready DUR after start if it has not sent
-                            READY=1 by then (default: only READY=1 on NOTIFY_SOCKET)
+      --ready HOW           when a new generation is ready: auto (default: READY=1, or
+                            seen waiting for connections on the sockets until one
+                            sends READY=1), notify, listen, or delay:DUR (READY=1 or
+                            DUR after start; also --ready-delay DUR)
       --ready-timeout DUR   a new generation not ready by then is stopped, the old one
                             keeps serving (default 30s)
       --stop-signal SIG     sent to a generation being replaced or shut down (TERM)

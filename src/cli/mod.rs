@@ -96,8 +96,8 @@ pub struct Args {
 pub struct Supervise {
     /// `--restart-signal` (SIGHUP).
     pub restart_signal: i32,
-    /// `--ready-delay`: ready this long after start without READY=1.
-    pub ready_delay: Option<Duration>,
+    /// `--ready` (auto): what makes a generation ready.
+    pub ready: Ready,
     /// `--ready-timeout` (30 s): a new generation not ready by then is stopped.
     pub ready_timeout: Duration,
     /// `--stop-signal` (SIGTERM) for a generation being replaced or shut down.
@@ -116,7 +116,7 @@ impl Default for Supervise {
     fn default() -> Self {
         Supervise {
             restart_signal: libc::SIGHUP,
-            ready_delay: None,
+            ready: Ready::Auto,
             ready_timeout: Duration::from_secs(30),
             stop_signal: libc::SIGTERM,
             stop_timeout: Duration::from_secs(10),
@@ -127,13 +127,29 @@ impl Default for Supervise {
     }
 }
 
+/// `--ready`: when a new generation counts as ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// READY=1, or one of its processes seen waiting for connections on a
+    /// passed socket, until a generation has sent READY=1: from then on,
+    /// READY=1 only.
+    Auto,
+    /// READY=1 only.
+    Notify,
+    /// Seen waiting for connections; READY=1 is not enough.
+    Listen,
+    /// This long after its start (or READY=1): `--ready-delay`.
+    Delay(Duration),
+}
+
 /// `--max-connections` default: systemd-socket-proxyd's `--connections-max`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// The supervisor's own options: an error without `--supervise`.
-const SUPERVISOR_ONLY: [&str; 8] = [
+const SUPERVISOR_ONLY: [&str; 9] = [
     "restart-signal",
     "stop-signal",
+    "ready",
     "ready-delay",
     "ready-timeout",
     "stop-timeout",
@@ -209,7 +225,10 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             Short('s') | Long("supervise") => g.supervise = true,
             Long("restart-signal") => g.sup.restart_signal = restart_signal(p.value()?)?,
             Long("stop-signal") => g.sup.stop_signal = signal("--stop-signal", p.value()?)?,
-            Long("ready-delay") => g.sup.ready_delay = Some(duration("--ready-delay", p.value()?)?),
+            Long("ready") => g.sup.ready = ready(p.value()?)?,
+            Long("ready-delay") => {
+                g.sup.ready = Ready::Delay(duration("--ready-delay", p.value()?)?)
+            }
             Long("ready-timeout") => g.sup.ready_timeout = duration("--ready-timeout", p.value()?)?,
             Long("stop-timeout") => g.sup.stop_timeout = duration("--stop-timeout", p.value()?)?,
             Long("restart-on-exit") => g.sup.restart_on_exit = true,
@@ -502,6 +521,26 @@ fn duration(flag: &str, value: OsString) -> Result<Duration, Failure> {
 }
 
 /// A user or group name (or number): UTF-8, not empty.
+/// `--ready auto|notify|listen|delay:DUR`.
+fn ready(value: OsString) -> Result<Ready, Failure> {
+    let parsed = match value.to_str() {
+        Some("auto") => Some(Ready::Auto),
+        Some("notify") => Some(Ready::Notify),
+        Some("listen") => Some(Ready::Listen),
+        Some(text) => text
+            .strip_prefix("delay:")
+            .and_then(parse_duration)
+            .map(Ready::Delay),
+        None => None,
+    };
+    parsed.ok_or_else(|| {
+        Failure::usage(format!(
+            "invalid --ready {}: expected auto, notify, listen or delay:DUR",
+            quote(&value)
+        ))
+    })
+}
+
 fn name(flag: &str, value: OsString) -> Result<String, Failure> {
     let text = value
         .into_string()

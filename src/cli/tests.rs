@@ -137,7 +137,7 @@ fn supervisor_options_are_read_in_any_order_with_their_defaults() {
         panic!("{a:?}")
     };
     assert_eq!(s.restart_signal, libc::SIGUSR2);
-    assert_eq!(s.ready_delay, Some(Duration::from_millis(500)));
+    assert_eq!(s.ready, Ready::Delay(Duration::from_millis(500)));
     assert_eq!(s.ready_timeout, Duration::from_secs(60));
     assert_eq!(s.stop_signal, libc::SIGINT);
     assert_eq!(s.stop_timeout, Duration::ZERO);
@@ -155,7 +155,7 @@ fn supervisor_options_are_read_in_any_order_with_their_defaults() {
         (s.restart_signal, s.stop_signal),
         (libc::SIGHUP, libc::SIGTERM)
     );
-    assert_eq!(s.ready_delay, None);
+    assert_eq!(s.ready, Ready::Auto);
     assert_eq!(s.ready_timeout, Duration::from_secs(30));
     assert_eq!(
         run(&["p"]).mode,
@@ -419,5 +419,27 @@ fn a_childs_argv_round_trips_to_the_same_args() {
             };
             assert_eq!(child.setenv.len(), kept(parent));
         }
+    }
+}
+
+#[test]
+fn ready_takes_auto_notify_listen_or_a_delay() {
+    for (value, want) in [
+        ("auto", Ready::Auto),
+        ("notify", Ready::Notify),
+        ("listen", Ready::Listen),
+        ("delay:250ms", Ready::Delay(Duration::from_millis(250))),
+    ] {
+        let Mode::Supervise(s) = run(&["-s", "--ready", value, "p"]).mode else {
+            panic!("{value}")
+        };
+        assert_eq!(s.ready, want, "{value}");
+    }
+    for bad in ["", "Auto", "delay:", "delay:soon", "delay"] {
+        let message = usage(&["-s", "--ready", bad, "p"]);
+        assert!(
+            message.ends_with(": expected auto, notify, listen or delay:DUR"),
+            "{bad}: {message}"
+        );
     }
 }

@@ -37,7 +37,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::WaitStatus;
 
 use super::resident::{self, Spawn};
-use crate::cli::{Args, Supervise, program_name, signal_name};
+use crate::cli::{Args, Ready, Supervise, program_name, signal_name};
 use crate::exit::Status;
 use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, reason, say};
@@ -47,6 +47,7 @@ use crate::sys::pidfile::PidFile;
 use crate::sys::raw::{self, monotonic_usec};
 use crate::sys::signals::Watch;
 use crate::sys::user::Target;
+use crate::sys::waiting;
 
 /// Signals passed on to the current generation, as tini does: every
 /// signal a process can catch that means nothing to gracewrap itself. Not
@@ -95,6 +96,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// all ours to hear of through SIGCHLD.
 const LEFTOVER_POLL: Duration = Duration::from_millis(20);
 
+/// How often a starting generation is looked at (`--ready auto`,
+/// `listen`): every LOOK_FAST for its first LOOK_FAST_FOR, then every
+/// LOOK_SLOW.
+const LOOK_FAST: Duration = Duration::from_millis(20);
+const LOOK_FAST_FOR: Duration = Duration::from_secs(3);
+const LOOK_SLOW: Duration = Duration::from_millis(200);
+
 /// Where a generation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -121,6 +129,9 @@ struct Gen {
 enum Timer {
     /// `--ready-delay` is over for a generation still starting.
     ReadyDelay(u64),
+    /// Time to look whether the generations still starting wait for
+    /// connections (`--ready auto` and `listen`).
+    Look,
     /// `--ready-timeout` is over for the candidate.
     ReadyTimeout(u64),
     /// `--stop-timeout` is over for a stopping generation.
@@ -166,6 +177,12 @@ struct Supervisor<'a> {
     backoff: Duration,
     /// Whether a notification from outside the generations was reported.
     stranger_said: bool,
+    /// The inodes of the sockets, to see a generation wait on them.
+    inodes: Vec<u64>,
+    /// A generation has sent READY=1: `--ready auto` waits for READY=1
+    /// alone from then on.
+    notifies: bool,
+    last_look: Instant,
     /// The address of each socket that was listening at the start (see
     /// `relisten`).
     listening: Vec<Option<rustix::net::SocketAddrAny>>,
@@ -248,8 +265,17 @@ fn start<'a>(
         leftovers: Vec::new(),
         backoff: BACKOFF_FIRST,
         stranger_said: false,
+        inodes: Vec::new(),
+        notifies: false,
+        last_look: Instant::now(),
         listening: Vec::new(),
     };
+    s.inodes = s
+        .handoff
+        .fds()
+        .filter_map(|fd| rustix::fs::fstat(fd).ok())
+        .map(|st| st.st_ino)
+        .collect();
     s.listening = s
         .handoff
         .fds()
@@ -305,6 +331,51 @@ impl Supervisor<'_> {
                 reason(e),
                 crate::msg::quote(OsStr::new(first))
             ));
+        }
+    }
+
+    /// Whether a starting generation is looked at for waiting on the
+    /// sockets.
+    fn detecting(&self) -> bool {
+        match self.sup.ready {
+            Ready::Auto => !self.notifies,
+            Ready::Listen => true,
+            Ready::Notify | Ready::Delay(_) => false,
+        }
+    }
+
+    fn ready_delay(&self) -> Duration {
+        match self.sup.ready {
+            Ready::Delay(d) => d,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// What a starting generation is waited for, for messages.
+    fn awaited(&self) -> String {
+        match self.sup.ready {
+            Ready::Auto if self.notifies => {
+                "READY=1 (an earlier generation sent it: --ready auto waits for it alone now)"
+                    .into()
+            }
+            Ready::Auto => "READY=1 or for it to wait for connections on the sockets".into(),
+            Ready::Notify => "READY=1".into(),
+            Ready::Listen => "it to wait for connections on the sockets".into(),
+            Ready::Delay(d) => format!("READY=1 or {}", Dur(d)),
+        }
+    }
+
+    /// Why a generation that timed out was not ready, for messages.
+    fn not_ready_because(&self) -> String {
+        match self.sup.ready {
+            Ready::Auto if self.notifies => {
+                "no READY=1, which an earlier generation sent; --ready listen counts it ready once it waits for connections".into()
+            }
+            Ready::Auto | Ready::Listen => {
+                "no READY=1, and not seen waiting for connections on the sockets: see --ready in gracewrap(1)".into()
+            }
+            Ready::Notify => "no READY=1 on NOTIFY_SOCKET".into(),
+            Ready::Delay(_) => "no READY=1".into(),
         }
     }
 
@@ -417,12 +488,17 @@ impl Supervisor<'_> {
         if self.shutting_down {
             return;
         }
-        if self.args.verbose {
-            // Here, not at the signal, so that a queued restart says so too.
-            say(format_args!("restarting"));
-        }
         self.up(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         self.start_generation();
+        // Here, not at the signal, so that a queued restart says so too.
+        if let Some(id) = self.candidate {
+            say(format_args!(
+                "restarting: started {}; waiting for {} (up to {})",
+                self.label(id),
+                self.awaited(),
+                Dur(self.sup.ready_timeout)
+            ));
+        }
     }
 
     /// Starts a new generation: the current one if there is none (after a
@@ -449,9 +525,10 @@ impl Supervisor<'_> {
         }
     }
 
-    /// Starting -> Ready. A ready candidate replaces the current
-    /// generation, which gets the stop signal.
-    fn on_ready(&mut self, id: u64) {
+    /// Starting -> Ready (`why`: what showed it, for the message). A
+    /// ready candidate replaces the current generation, which gets the
+    /// stop signal; that ends a restart, which is always said.
+    fn on_ready(&mut self, id: u64, why: &str) {
         let Some(g) = self.generation_mut(id) else {
             return;
         };
@@ -464,12 +541,10 @@ impl Supervisor<'_> {
             self.candidate = None;
             let old = self.current.replace(id);
             if let Some(old) = old {
-                if self.args.verbose {
-                    say(format_args!(
-                        "{label} is ready; stopping {}",
-                        self.label(old)
-                    ));
-                }
+                say(format_args!(
+                    "{label} is ready ({why}): it serves now; stopping {}",
+                    self.label(old)
+                ));
                 self.stop(old);
             }
             self.up(&format!("READY=1\nSTATUS=serving: {label}"));
@@ -478,7 +553,7 @@ impl Supervisor<'_> {
             }
         } else if self.current == Some(id) {
             if self.args.verbose {
-                say(format_args!("{label} is ready"));
+                say(format_args!("{label} is ready ({why})"));
             }
             if !self.announced {
                 self.announced = true;
@@ -551,8 +626,9 @@ impl Supervisor<'_> {
             ));
         }
         for (id, ready, status) in events {
-            if ready {
-                self.on_ready(id);
+            if ready && self.sup.ready != Ready::Listen {
+                self.notifies = true;
+                self.on_ready(id, "READY=1");
             }
             if let Some(status) = status.filter(|_| self.current == Some(id)) {
                 self.up(&format!("STATUS={}: {status}", self.label(id)));
@@ -651,7 +727,19 @@ impl Supervisor<'_> {
     /// ([`Supervisor::next_deadline`]) and the timers ([`Supervisor::on_timers`]).
     fn deadlines(&self, now: Instant) -> Vec<(Instant, Timer)> {
         let mut out = Vec::new();
-        if let Some(delay) = self.sup.ready_delay {
+        if self.detecting() {
+            // Often at first (a restart should complete within a moment of
+            // the program's own start-up), then less.
+            let young = self.gens.iter().any(|g| {
+                g.state == State::Starting
+                    && now.saturating_duration_since(g.started) < LOOK_FAST_FOR
+            });
+            if self.gens.iter().any(|g| g.state == State::Starting) {
+                let every = if young { LOOK_FAST } else { LOOK_SLOW };
+                out.push((self.last_look + every, Timer::Look));
+            }
+        }
+        if let Ready::Delay(delay) = self.sup.ready {
             out.extend(
                 self.gens
                     .iter()
@@ -706,7 +794,24 @@ impl Supervisor<'_> {
 
     fn fire(&mut self, timer: Timer) {
         match timer {
-            Timer::ReadyDelay(id) => self.on_ready(id),
+            Timer::ReadyDelay(id) => {
+                let why = format!("{} after its start", Dur(self.ready_delay()));
+                self.on_ready(id, &why)
+            }
+            Timer::Look => {
+                self.last_look = Instant::now();
+                let starting: Vec<(u64, i32)> = self
+                    .gens
+                    .iter()
+                    .filter(|g| g.state == State::Starting)
+                    .map(|g| (g.id, g.pid))
+                    .collect();
+                for (id, pid) in starting {
+                    if let Some(w) = waiting::find(pid, &self.inodes) {
+                        self.on_ready(id, &w.to_string());
+                    }
+                }
+            }
             Timer::ReadyTimeout(id) => {
                 // Ready by a delay that fell due in the same pass: fine.
                 if self.candidate != Some(id)
@@ -718,8 +823,9 @@ impl Supervisor<'_> {
                 }
                 let label = self.label(id);
                 say(format_args!(
-                    "{label} was not ready within {} (no READY=1 on NOTIFY_SOCKET; --ready-delay serves programs that do not notify); stopping it, {} keeps serving",
+                    "{label} was not ready within {} ({}); stopping it, {} keeps serving",
                     Dur(self.sup.ready_timeout),
+                    self.not_ready_because(),
                     self.serving()
                 ));
                 self.stop(id);

@@ -9,6 +9,7 @@ pub mod process;
 pub mod raw;
 pub mod signals;
 pub mod user;
+pub mod waiting;
 
 /// 64 unpredictable bits, for names nobody can plant something at in
 /// advance (std seeds `RandomState` from the kernel's random source).

@@ -1064,11 +1064,7 @@ fn accept_out_of_fds_pauses_instead_of_spinning() {
     let lines = gw.lines_so_far();
     assert!(used <= 10, "{used} ticks of CPU in one second");
     assert!(
-        lines
-            .iter()
-            .filter(|l| l.contains("cannot accept"))
-            .count()
-            <= 1,
+        lines.iter().filter(|l| l.contains("cannot accept")).count() <= 1,
         "{} lines: {:?}",
         lines.len(),
         &lines[..lines.len().min(5)]

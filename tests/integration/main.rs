@@ -35,6 +35,9 @@ mod notifyprops;
 mod path;
 /// Property tests of fd placement against the real binary.
 mod props;
+/// --ready auto: real servers that do not notify, restarted with no
+/// option; how the detection fails safe.
+mod readiness;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
 mod supervise;
 /// Users and groups from /etc/passwd and /etc/group read as bytes.

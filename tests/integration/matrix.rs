@@ -452,6 +452,24 @@ const ROWS: &[Row] = &[
         code: 2,
         after: After::Untouched,
     },
+    Row {
+        id: "ready-unknown",
+        args: &["-s", "--ready", "soon", "-l", "{q}", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: invalid --ready soon: expected auto, notify, listen or delay:DUR",
+        code: 2,
+        after: After::Untouched,
+    },
+    Row {
+        id: "ready-without-supervise",
+        args: &["--ready", "listen", "-l", "{q}", "true"],
+        env: NOENV,
+        setup: NONE,
+        stderr: "gracewrap: --ready applies only to --supervise",
+        code: 2,
+        after: After::Untouched,
+    },
     // Overlapping, not equal: caught when the second bind fails, and
     // blamed on the first spec, not on "a server".
     Row {

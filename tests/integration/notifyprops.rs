@@ -203,7 +203,7 @@ fn check(datagrams: &[Datagram]) -> Result<(), TestCaseError> {
     let line = if line.contains("is ready") {
         line
     } else {
-        gw.stderr_line("is ready; stopping generation 1")
+        gw.stderr_line("stopping generation 1")
     };
     prop_assert!(
         line.contains("generation 2 (pid") && line.contains("stopping generation 1"),
