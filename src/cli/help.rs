@@ -48,6 +48,8 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
                             keeps serving (default 30s)
       --stop-signal SIG     sent to a generation being replaced or shut down (TERM)
       --stop-timeout DUR    then SIGKILL after DUR (default 10s; 0 = at once)
+      --stop-delay DUR      on SIGTERM, keep serving DUR first (STOPPING=1 at once; a
+                            second SIGTERM stops at once; default 0)
       --restart-on-exit     start a new generation when PROGRAM exits on its own
                             (backoff 0.1s doubling to 30s); default: exit with its status
       --process-group       each generation in its own process group (and the

@@ -104,6 +104,8 @@ pub struct Supervise {
     pub stop_signal: i32,
     /// `--stop-timeout` (10 s) before SIGKILL.
     pub stop_timeout: Duration,
+    /// `--stop-delay` (0): on SIGTERM, keep serving this long first.
+    pub stop_delay: Duration,
     /// `--restart-on-exit`: start a new generation when the current one exits.
     pub restart_on_exit: bool,
     /// `--process-group`: each generation in its own process group, signalled as a group.
@@ -120,6 +122,7 @@ impl Default for Supervise {
             ready_timeout: Duration::from_secs(30),
             stop_signal: libc::SIGTERM,
             stop_timeout: Duration::from_secs(10),
+            stop_delay: Duration::ZERO,
             restart_on_exit: false,
             process_group: false,
             pid_file: None,
@@ -146,7 +149,8 @@ pub enum Ready {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// The supervisor's own options: an error without `--supervise`.
-const SUPERVISOR_ONLY: [&str; 9] = [
+const SUPERVISOR_ONLY: [&str; 10] = [
+    "stop-delay",
     "restart-signal",
     "stop-signal",
     "ready",
@@ -231,6 +235,7 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             }
             Long("ready-timeout") => g.sup.ready_timeout = duration("--ready-timeout", p.value()?)?,
             Long("stop-timeout") => g.sup.stop_timeout = duration("--stop-timeout", p.value()?)?,
+            Long("stop-delay") => g.sup.stop_delay = duration("--stop-delay", p.value()?)?,
             Long("restart-on-exit") => g.sup.restart_on_exit = true,
             Long("process-group") => g.sup.process_group = true,
             Long("pid-file") => g.sup.pid_file = Some(path("--pid-file", p.value()?)?.into()),

@@ -129,6 +129,8 @@ struct Gen {
 enum Timer {
     /// `--ready-delay` is over for a generation still starting.
     ReadyDelay(u64),
+    /// `--stop-delay` is over: stop the generations.
+    StopDelay,
     /// Time to look whether the generations still starting wait for
     /// connections (`--ready auto` and `listen`).
     Look,
@@ -177,6 +179,8 @@ struct Supervisor<'a> {
     backoff: Duration,
     /// Whether a notification from outside the generations was reported.
     stranger_said: bool,
+    /// When `--stop-delay` ends, during a shutdown.
+    stop_at: Option<Instant>,
     /// The inodes of the sockets, to see a generation wait on them.
     inodes: Vec<u64>,
     /// A generation has sent READY=1: `--ready auto` waits for READY=1
@@ -265,6 +269,7 @@ fn start<'a>(
         leftovers: Vec::new(),
         backoff: BACKOFF_FIRST,
         stranger_said: false,
+        stop_at: None,
         inodes: Vec::new(),
         notifies: false,
         last_look: Instant::now(),
@@ -650,14 +655,40 @@ impl Supervisor<'_> {
         self.start_restart();
     }
 
+    /// SIGTERM: stop everything, after `--stop-delay` if a generation
+    /// serves (a second SIGTERM cuts the delay short). The service
+    /// manager hears STOPPING=1 at once, so that load balancers drain
+    /// while the generation still answers.
     fn shutdown(&mut self) {
         if self.shutting_down {
+            if self.stop_at.take().is_some() {
+                say(format_args!("SIGTERM again: stopping now"));
+                self.stop_all();
+            }
             return;
         }
         self.shutting_down = true;
         self.pending_restart = false;
         self.respawn_at = None;
         self.up("STOPPING=1");
+        // A restart in progress is abandoned: its generation never served.
+        if let Some(id) = self.candidate.take() {
+            self.stop(id);
+        }
+        let delay = self.sup.stop_delay;
+        if !delay.is_zero() && self.current.is_some() {
+            say(format_args!(
+                "stopping in {} (--stop-delay); {} serves meanwhile; SIGTERM again stops at once",
+                Dur(delay),
+                self.serving()
+            ));
+            self.stop_at = Some(Instant::now() + delay);
+            return;
+        }
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
         let ids: Vec<u64> = self.gens.iter().map(|g| g.id).collect();
         for id in ids {
             self.stop(id);
@@ -760,6 +791,7 @@ impl Supervisor<'_> {
             _ => None,
         }));
         out.extend(self.respawn_at.map(|t| (t, Timer::Respawn)));
+        out.extend(self.stop_at.map(|t| (t, Timer::StopDelay)));
         if let Some(t) = self.leftovers.iter().map(|(_, t)| *t).min() {
             // Due at the first kill time; woken before that to look for
             // leftovers again (not all are ours to hear of by SIGCHLD).
@@ -797,6 +829,10 @@ impl Supervisor<'_> {
             Timer::ReadyDelay(id) => {
                 let why = format!("{} after its start", Dur(self.ready_delay()));
                 self.on_ready(id, &why)
+            }
+            Timer::StopDelay => {
+                self.stop_at = None;
+                self.stop_all();
             }
             Timer::Look => {
                 self.last_look = Instant::now();

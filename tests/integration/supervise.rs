@@ -770,3 +770,60 @@ fn with_process_group_a_generation_under_a_terminal_takes_the_foreground() {
     assert_eq!(pgrp, pid, "leads its own group\n{out}");
     assert_eq!(tpgid, pgrp, "holds the terminal's foreground\n{out}");
 }
+
+/// `--stop-delay`: on SIGTERM the service manager hears STOPPING=1 at
+/// once, the generation keeps serving for the delay (load balancers
+/// drain), then it is stopped; a second SIGTERM cuts the delay short.
+#[test]
+fn stop_delay_keeps_serving_after_sigterm_and_a_second_sigterm_stops_at_once() {
+    use std::time::{Duration, Instant};
+    let dir = temp_dir("stop-delay");
+    let upstream = UnixDatagram::bind(dir.join("notify")).unwrap();
+    upstream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let serve = "import socket
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nhi')
+    c.close()";
+    for (delay, second) in [("1s", false), ("60s", true)] {
+        let mut g = Running::spawn(
+            gracewrap(["-s", "--stop-delay", delay, "-l", "tcp:127.0.0.1:0", "--"])
+                .args(["/usr/bin/python3", "-c", serve])
+                .env("NOTIFY_SOCKET", dir.join("notify")),
+        );
+        let addr = g.listening_addr();
+        let mut buf = [0u8; 4096];
+        // READY=1 once the generation waits for connections.
+        let n = upstream.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+        let start = Instant::now();
+        kill(g.child.id(), rustix::process::Signal::TERM);
+        let n = upstream.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"));
+        g.stderr_line(&format!("stopping in {delay} (--stop-delay)"));
+        // Still serving.
+        assert!(
+            try_http_get(&addr).is_ok(),
+            "{delay}: not serving during the delay"
+        );
+        if second {
+            kill(g.child.id(), rustix::process::Signal::TERM);
+            g.stderr_line("SIGTERM again: stopping now");
+        }
+        let status = g.wait();
+        assert_eq!(status.code(), Some(143), "{delay}: {:?}", g.stderr_seen);
+        let took = start.elapsed();
+        if second {
+            assert!(took < Duration::from_secs(10), "{delay}: took {took:?}");
+        } else {
+            assert!(
+                took >= Duration::from_secs(1),
+                "{delay}: stopped after {took:?}"
+            );
+        }
+    }
+}
