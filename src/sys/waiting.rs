@@ -184,7 +184,7 @@ fn read_memory(pid: i32, addr: u64, buf: &mut [u8]) -> Option<()> {
     mem.read_exact_at(buf, addr).ok()
 }
 
-/// The inode of the socket at `fd` of `pid` ("socket:[INODE]").
+/// The inode of the socket at `fd` of `pid` (`socket:[INODE]`).
 fn socket_inode(pid: i32, fd: i32) -> Option<u64> {
     let link = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok()?;
     let link = link.to_str()?;
