@@ -52,6 +52,7 @@ fn run(argv: Vec<OsString>) -> u8 {
             return print(concat!("gracewrap ", env!("CARGO_PKG_VERSION"), "\n"));
         }
         Ok(Parsed::Run(args)) => mode::run(*args),
+        Ok(Parsed::Restart(pid_file)) => mode::restart(&pid_file),
         Err(usage) => Err(usage.into()),
     };
     match result {

@@ -6,6 +6,7 @@ pub const HELP: &str = "\
 gracewrap - bind listening sockets, hand them over at fd 3.. the systemd way, exec PROGRAM
 
 Usage: gracewrap [OPTIONS] [--listen [NAME=]SPEC ...] [--] PROGRAM [ARGS...]
+       gracewrap --restart --pid-file PATH
        gracewrap -h | --help | -V | --version
 
 Options (parsing stops at PROGRAM):
@@ -56,6 +57,9 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
                             terminal's foreground); signals go to the whole group
       --pid-file PATH       write gracewrap's pid there (atomically, never through a
                             link); removed on exit if it is still the file written
+      --restart             with --pid-file only: ask that supervisor to restart, wait;
+                            exit 0 printing the new generation's pid, 1 if the
+                            restart failed (the old one serves on), 125 if none answers
   Signals: the restart signal restarts; TERM stops all generations (stop-signal,
   stop-timeout, KILL) and exits; every other signal a process can catch (INT QUIT
   USR1 USR2 WINCH TSTP CONT ALRM XCPU PROF IO, the real-time ones...) is forwarded

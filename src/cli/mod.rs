@@ -31,6 +31,8 @@ pub enum Parsed {
     Help,
     Version,
     Run(Box<Args>),
+    /// `--restart --pid-file PATH`: ask that supervisor to restart.
+    Restart(PathBuf),
 }
 
 /// What happens to inherited sockets no `--listen` asked for.
@@ -191,6 +193,10 @@ struct Given {
     keep_signals: bool,
     verbose: bool,
     command: Vec<OsString>,
+    /// `--restart`: the restart command.
+    restart: bool,
+    /// The first argument `--restart` cannot be combined with.
+    not_restart: Option<String>,
 }
 
 /// Parses the arguments after `argv[0]`.
@@ -211,8 +217,16 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
         {
             g.sup_flag.get_or_insert_with(|| format!("--{name}"));
         }
+        if g.not_restart.is_none() && !matches!(arg, Long("restart" | "pid-file")) {
+            g.not_restart = Some(match &arg {
+                Long(name) => format!("--{name}"),
+                Short(c) => format!("-{c}"),
+                Value(_) => "PROGRAM".into(),
+            });
+        }
         match arg {
             Short('l') | Long("listen") => listen(&mut g, p.value()?)?,
+            Long("restart") => g.restart = true,
             Short('E') | Long("setenv") | Long("environment") => g.setenv.push(setenv(p.value()?)?),
             Long("fdname") => g
                 .fdnames
@@ -252,7 +266,23 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             _ => return Err(arg.unexpected().into()),
         }
     }
+    if g.restart {
+        return restart_command(g);
+    }
     validate(g).map(|args| Parsed::Run(Box::new(args)))
+}
+
+/// `--restart` takes `--pid-file PATH` and nothing else.
+fn restart_command(g: Given) -> Result<Parsed, Failure> {
+    if let Some(other) = g.not_restart {
+        return Err(Failure::usage(format!(
+            "--restart takes only --pid-file PATH, not {other}"
+        )));
+    }
+    let path = g.sup.pid_file.ok_or_else(|| {
+        Failure::usage("--restart needs --pid-file PATH: the pid file of the supervisor to restart")
+    })?;
+    Ok(Parsed::Restart(path))
 }
 
 /// The rules between options, all here, then the mode.

@@ -4,12 +4,17 @@
 //! - accept.rs: `--accept`, one PROGRAM per connection;
 //! - supervise.rs: `--supervise`, generations of PROGRAM on the sockets;
 //! - resident.rs: what the two resident modes share (the start-up check,
-//!   signals, starting a child gracewrap, reaping).
+//!   signals, starting a child gracewrap, reaping);
+//! - restart.rs: `--restart`, the command that asks a supervisor to
+//!   restart and waits for the outcome.
 
 mod accept;
 mod exec;
 mod resident;
+mod restart;
 mod supervise;
+
+pub use restart::restart;
 
 use anyhow::Result;
 

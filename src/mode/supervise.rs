@@ -42,6 +42,7 @@ use crate::exit::Status;
 use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, reason, say};
 use crate::protocol::NOTIFY_SOCKET;
+use crate::sys::control::{self, Control};
 use crate::sys::notify::{Listener, Upstream};
 use crate::sys::pidfile::PidFile;
 use crate::sys::raw::{self, monotonic_usec};
@@ -90,6 +91,8 @@ fn forwarded(restart: i32) -> Vec<i32> {
 
 /// A generation that lived at least this long resets the crash backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// The most `gracewrap --restart` commands waiting at once.
+const MAX_WAITERS: usize = 16;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How often leftovers are looked for during the last stop: they are not
@@ -179,6 +182,13 @@ struct Supervisor<'a> {
     backoff: Duration,
     /// Whether a notification from outside the generations was reported.
     stranger_said: bool,
+    /// Where `gracewrap --restart` asks (with `--pid-file`).
+    control: Option<Control>,
+    /// The `--restart` commands waiting, each with the first generation
+    /// whose outcome answers it.
+    waiters: Vec<(std::os::fd::OwnedFd, u64)>,
+    /// The uid the generations run as, with `--user`.
+    generations_uid: Option<u32>,
     /// When `--stop-delay` ends, during a shutdown.
     stop_at: Option<Instant>,
     /// The inodes of the sockets, to see a generation wait on them.
@@ -269,12 +279,24 @@ fn start<'a>(
         leftovers: Vec::new(),
         backoff: BACKOFF_FIRST,
         stranger_said: false,
+        control: None,
+        waiters: Vec::new(),
+        generations_uid: target.and_then(|t| t.uid),
         stop_at: None,
         inodes: Vec::new(),
         notifies: false,
         last_look: Instant::now(),
         listening: Vec::new(),
     };
+    if sup.pid_file.is_some() {
+        match Control::bind() {
+            Ok(control) => s.control = Some(control),
+            Err(e) => say(format_args!(
+                "gracewrap --restart cannot reach this supervisor: its control socket: {}",
+                reason(e)
+            )),
+        }
+    }
     s.inodes = s
         .handoff
         .fds()
@@ -337,6 +359,55 @@ impl Supervisor<'_> {
                 crate::msg::quote(OsStr::new(first))
             ));
         }
+    }
+
+    /// `gracewrap --restart` requests: a few per wake-up, each from root,
+    /// our own user or the generations' user (SO_PEERCRED), each waiting
+    /// for the outcome of the restart it asked for (or of the one after
+    /// the restart in progress).
+    fn on_control(&mut self) {
+        for _ in 0..MAX_WAITERS {
+            let Some(req) = self.control.as_ref().and_then(Control::accept) else {
+                return;
+            };
+            let me = rustix::process::geteuid().as_raw();
+            if req.uid != 0 && req.uid != me && Some(req.uid) != self.generations_uid {
+                control::answer(
+                    &req.conn,
+                    &format!("refused uid {} may not restart this supervisor", req.uid),
+                );
+                continue;
+            }
+            if self.shutting_down {
+                control::answer(&req.conn, "failed gracewrap is stopping");
+                continue;
+            }
+            if self.waiters.len() >= MAX_WAITERS {
+                control::answer(&req.conn, "failed too many restart requests are waiting");
+                continue;
+            }
+            if self.args.verbose {
+                say(format_args!(
+                    "restart requested by pid {} (gracewrap --restart)",
+                    req.pid
+                ));
+            }
+            let first = self.candidate.map_or(self.next_id, |c| c + 1);
+            self.waiters.push((req.conn, first));
+            self.on_restart_signal();
+        }
+    }
+
+    /// Tells the `--restart` commands waiting for generation `id` (or an
+    /// earlier one) how it went.
+    fn answer(&mut self, id: u64, line: &str) {
+        self.waiters.retain(|(conn, first)| {
+            let done = *first <= id;
+            if done {
+                control::answer(conn, line);
+            }
+            !done
+        });
     }
 
     /// Whether a starting generation is looked at for waiting on the
@@ -525,6 +596,7 @@ impl Supervisor<'_> {
             }
             Err(e) => {
                 say(format_args!("restart failed: {e:#}"));
+                self.answer(self.next_id, &format!("failed {e:#}"));
                 self.up(&format!("READY=1\nSTATUS=restart failed: {e:#}"));
             }
         }
@@ -541,7 +613,9 @@ impl Supervisor<'_> {
             return;
         }
         g.state = State::Ready;
+        let pid = g.pid;
         let label = self.label(id);
+        self.answer(id, &format!("ok {id} {pid}"));
         if self.candidate == Some(id) {
             self.candidate = None;
             let old = self.current.replace(id);
@@ -575,7 +649,11 @@ impl Supervisor<'_> {
     /// The candidate is gone (it exited, or was not ready in time): the
     /// current generation keeps serving, and a queued restart starts.
     fn candidate_failed(&mut self, why: &str) {
-        self.candidate = None;
+        let id = self.candidate.take().unwrap_or(self.next_id);
+        self.answer(
+            id,
+            &format!("failed {why}; {} keeps serving", self.serving()),
+        );
         self.up(&format!("READY=1\nSTATUS=restart failed: {why}"));
         if std::mem::take(&mut self.pending_restart) {
             self.start_restart();
@@ -670,6 +748,7 @@ impl Supervisor<'_> {
         self.shutting_down = true;
         self.pending_restart = false;
         self.respawn_at = None;
+        self.answer(u64::MAX, "failed gracewrap is stopping");
         self.up("STOPPING=1");
         // A restart in progress is abandoned: its generation never served.
         if let Some(id) = self.candidate.take() {
@@ -957,10 +1036,14 @@ impl Supervisor<'_> {
             {
                 let wake = self.watch.fd();
                 let note = self.notify.fd();
-                let mut polls = [
+                let mut polls = vec![
                     PollFd::new(&wake, PollFlags::IN),
                     PollFd::new(&note, PollFlags::IN),
                 ];
+                let control = self.control.as_ref().map(Control::fd);
+                if let Some(control) = &control {
+                    polls.push(PollFd::new(control, PollFlags::IN));
+                }
                 match poll(&mut polls, timeout.as_ref()) {
                     Ok(_) | Err(rustix::io::Errno::INTR) => {}
                     Err(e) => return Err(anyhow!("poll failed: {}", reason(e))),
@@ -969,6 +1052,7 @@ impl Supervisor<'_> {
             // Notifications before reaping: a generation that said READY=1
             // and then died is still counted as having been ready.
             self.on_notify();
+            self.on_control();
             for sig in self.watch.take() {
                 if sig == libc::SIGCHLD {
                     continue;

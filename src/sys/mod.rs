@@ -3,6 +3,7 @@
 //! rustix lacks. The bottom layer: nothing here knows of the command line,
 //! the sockets plan or the modes. Most of gracewrap's `unsafe` is here.
 
+pub mod control;
 pub mod notify;
 pub mod pidfile;
 pub mod process;

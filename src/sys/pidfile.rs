@@ -123,6 +123,30 @@ impl Drop for PidFile {
     }
 }
 
+/// The pid in the pid file at `path`: a regular file (never read
+/// through a link), holding a positive number and a newline.
+pub fn read(path: &Path) -> Result<u32> {
+    let shown = quote(path.as_os_str());
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| anyhow!("cannot read --pid-file {shown}: {}", reason(e)))?;
+    let st = rustix::fs::fstat(&fd)
+        .map_err(|e| anyhow!("cannot read --pid-file {shown}: {}", reason(e)))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        bail!("cannot read --pid-file {shown}: not a regular file");
+    }
+    let mut buf = [0u8; 32];
+    let n = rustix::io::read(&fd, &mut buf).unwrap_or(0);
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|t| t.trim_end_matches('\n').parse::<u32>().ok())
+        .filter(|&pid| pid > 0)
+        .ok_or_else(|| anyhow!("--pid-file {shown} does not hold a pid"))
+}
+
 /// `.NAME.PID.RANDOM.tmp`: unpredictable, so nobody can plant something
 /// there in advance (and O_EXCL refuses whatever is there anyway).
 fn temporary_name(name: &OsStr, pid: u32) -> OsString {

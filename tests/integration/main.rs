@@ -38,6 +38,8 @@ mod props;
 /// --ready auto: real servers that do not notify, restarted with no
 /// option; how the detection fails safe.
 mod readiness;
+/// gracewrap --restart: the restart command that waits.
+mod restart_command;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
 mod supervise;
 /// Users and groups from /etc/passwd and /etc/group read as bytes.
