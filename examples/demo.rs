@@ -2,19 +2,30 @@
 //! instead of binding them. Copy `listen_fds_with_names` into your program:
 //! it is sd_listen_fds_with_names(3) with `unset_environment` set.
 //!
+//! On SIGTERM or SIGINT it drains: it stops accepting, answers every
+//! request it has accepted, and exits 0. So `gracewrap -s` replaces it
+//! without losing a request, and `docker stop` ends it at once when it is
+//! PID 1 (the kernel would drop a SIGTERM it had no handler for).
+//!
 //! ```text
 //! cargo build --release --bins --examples
 //! target/release/gracewrap --listen http=tcp::8080 -- target/release/examples/demo
 //! ```
 #![allow(unsafe_code)]
 
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::thread::Scope;
+use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use rustix::io::{Errno, FdFlags, fcntl_setfd};
 use rustix::net::{SocketFlags, SocketType, accept_with, sockopt};
 use rustix::process::PidfdFlags;
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// `SD_LISTEN_FDS_START`: the first passed socket is always fd 3.
 const FIRST: RawFd = 3;
@@ -77,9 +88,19 @@ fn listen_fds_with_names() -> Result<Vec<(OwnedFd, String)>, String> {
     Ok(sockets)
 }
 
-/// Answers every connection with one line naming us. Returns only if
-/// accept(2) fails for good.
-fn serve(listener: OwnedFd, name: String) {
+/// How long a client has from its connect to send its request head,
+/// before and after a stop signal; under the 4 s `--stop-timeout` of
+/// examples/Dockerfile.
+const REQUEST_TIME: Duration = Duration::from_secs(3);
+/// After a stop signal, a connection that has sent nothing is idle and is
+/// closed, but not sooner than this after its accept: a client sends its
+/// request right after connecting, so it may be on its way.
+const FIRST_BYTE_TIME: Duration = Duration::from_millis(500);
+
+/// Accepts connections on `listener` and answers each on a thread of its
+/// own, until a stop signal makes `stop` readable. Returns whether that is
+/// why it returned (and not a failed accept(2)).
+fn serve<'s>(s: &'s Scope<'s, '_>, listener: OwnedFd, name: String, stop: &'s UnixStream) -> bool {
     let fd = listener.as_raw_fd();
     let pid = std::process::id();
     let body = format!("hello from the gracewrap demo (pid {pid}, fd {fd}, socket {name:?})\n");
@@ -87,28 +108,71 @@ fn serve(listener: OwnedFd, name: String) {
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    // Non-blocking: under `gracewrap -s`, two generations share the socket
+    // for a moment, and the one that loses the race for a connection must
+    // not hang in accept(2). (The flag is shared as well: it belongs to the
+    // open file description, which every generation inherits.)
+    if let Ok(flags) = fcntl_getfl(&listener) {
+        let _ = fcntl_setfl(&listener, flags | OFlags::NONBLOCK);
+    }
     loop {
-        let conn = match accept_with(&listener, SocketFlags::CLOEXEC) {
-            Ok(conn) => conn,
-            Err(Errno::INTR | Errno::CONNABORTED) => continue,
-            Err(e) => return eprintln!("demo: accept on fd {fd}: {e}"),
-        };
-        // A slow client holds this socket's thread for 5 s at most.
-        let five = Some(Duration::from_secs(5));
-        let _ = sockopt::set_socket_timeout(&conn, sockopt::Timeout::Recv, five);
-        let mut conn = std::fs::File::from(conn);
-        // Read the whole request head: closing with unread data sends a RST.
-        let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-            match conn.read(&mut buf) {
-                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                _ => break,
-            }
+        if wait(listener.as_fd(), Some(stop), None).1 {
+            return true; // the signal: accept nothing more
         }
-        if !head.is_empty() {
-            let _ = conn.write_all(reply.as_bytes());
+        let conn = match accept_with(&listener, SocketFlags::CLOEXEC) {
+            Ok(conn) => File::from(conn),
+            Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => continue,
+            Err(e) => {
+                eprintln!("demo: accept on fd {fd}: {e}");
+                return false;
+            }
+        };
+        let reply = reply.clone();
+        let thread =
+            std::thread::Builder::new().spawn_scoped(s, move || answer(conn, &reply, stop));
+        if let Err(e) = thread {
+            eprintln!("demo: no thread for a connection on fd {fd}: {e}");
         }
     }
+}
+
+/// Reads the request head, then answers. Once `stop` is readable, an idle
+/// connection is closed (see [`FIRST_BYTE_TIME`]), and a request that has
+/// begun to arrive is still answered, within [`REQUEST_TIME`].
+fn answer(mut conn: File, reply: &str, stop: &UnixStream) {
+    let accepted = Instant::now();
+    let mut stop = Some(stop); // None once the signal came
+    // Read the whole request head: closing with unread data sends a RST.
+    let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+        let idle = stop.is_none() && head.is_empty();
+        let deadline = accepted + if idle { FIRST_BYTE_TIME } else { REQUEST_TIME };
+        match wait(conn.as_fd(), stop, Some(deadline)) {
+            (true, _) => match conn.read(&mut buf) {
+                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                _ => break,
+            },
+            (false, true) => stop = None,
+            (false, false) => return, // too slow, or idle after the signal
+        }
+    }
+    if !head.is_empty() {
+        let _ = conn.write_all(reply.as_bytes());
+    }
+}
+
+/// Waits until `fd` has something to read (or hung up), `stop` is readable
+/// (a stop signal came), or `deadline` passes: (fd ready, stop ready).
+fn wait(fd: BorrowedFd<'_>, stop: Option<&UnixStream>, deadline: Option<Instant>) -> (bool, bool) {
+    let mut fds = vec![PollFd::new(&fd, PollFlags::IN)];
+    fds.extend(stop.map(|stop| PollFd::new(stop, PollFlags::IN)));
+    let left = || {
+        deadline.and_then(|d| Timespec::try_from(d.saturating_duration_since(Instant::now())).ok())
+    };
+    // EINTR: a signal came (poll(2) is never restarted); look again.
+    while poll(&mut fds, left().as_ref()) == Err(Errno::INTR) {}
+    let ready = |i: usize| fds.get(i).is_some_and(|p| !p.revents().is_empty());
+    (ready(0), ready(1))
 }
 
 /// sd_notify(3) `READY=1`, if a supervisor set `NOTIFY_SOCKET`.
@@ -136,12 +200,27 @@ fn main() {
         eprintln!("demo: no sockets passed (run it under gracewrap --listen ...)");
         std::process::exit(1);
     }
-    let mut threads = Vec::new();
+    // SIGTERM and SIGINT write a byte to `stop`'s peer. Nobody reads it, so
+    // from then on `stop` stays readable, and every poll(2) here sees it.
+    let (stop, signalled) = UnixStream::pair().unwrap_or_else(|e| {
+        eprintln!("demo: socketpair: {e}");
+        std::process::exit(1)
+    });
+    for sig in [SIGTERM, SIGINT] {
+        let handled = signalled
+            .try_clone()
+            .and_then(|peer| signal_hook::low_level::pipe::register(sig, peer));
+        if let Err(e) = handled {
+            eprintln!("demo: cannot handle signal {sig}: {e}");
+            std::process::exit(1);
+        }
+    }
+    let mut listeners = Vec::new();
     for (fd, name) in sockets {
         if sockopt::socket_type(&fd) == Ok(SocketType::STREAM)
             && sockopt::socket_acceptconn(&fd) == Ok(true)
         {
-            threads.push(std::thread::spawn(move || serve(fd, name)));
+            listeners.push((fd, name));
         } else {
             eprintln!(
                 "demo: fd {} ({name:?}) is not a listening stream socket, skipped",
@@ -149,15 +228,30 @@ fn main() {
             );
         }
     }
-    if threads.is_empty() {
+    if listeners.is_empty() {
         eprintln!("demo: no listening stream socket to serve");
         std::process::exit(1);
     }
-    if let Err(e) = notify_ready() {
-        eprintln!("demo: cannot send READY=1 to NOTIFY_SOCKET: {e}");
+    // The scope ends once every thread started in it has: the accept
+    // loops, which return at the signal, and the requests in flight.
+    let stop = &stop;
+    let stopped = std::thread::scope(|s| {
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|(fd, name)| s.spawn(move || serve(s, fd, name, stop)))
+            .collect();
+        if let Err(e) = notify_ready() {
+            eprintln!("demo: cannot send READY=1 to NOTIFY_SOCKET: {e}");
+        }
+        let stopped: Vec<bool> = loops
+            .into_iter()
+            .map(|l| l.join().unwrap_or(false))
+            .collect();
+        stopped.contains(&true)
+    });
+    if !stopped {
+        // Every accept(2) failed for good.
+        eprintln!("demo: no socket left to serve");
+        std::process::exit(1);
     }
-    // Each thread runs until its accept(2) fails; with none left, give up.
-    threads.into_iter().for_each(|t| drop(t.join()));
-    eprintln!("demo: no socket left to serve");
-    std::process::exit(1);
 }

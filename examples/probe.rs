@@ -324,6 +324,9 @@ fn answer(hold: bool) -> i32 {
 /// - `PROBE_NO_NOTIFY=1`: never send READY=1;
 /// - `PROBE_IGNORE_TERM=1`: ignore SIGTERM (by default SIGTERM drains:
 ///   stop accepting, finish the requests in flight, exit 0);
+/// - `PROBE_DEFAULT_TERM=1`: leave SIGTERM at its default action, no
+///   handler (it kills, except PID 1 of a PID namespace, where the kernel
+///   drops it);
 /// - `PROBE_SIGNAL_LOG=PATH`: append the names of USR1, USR2, WINCH, INT,
 ///   QUIT, HUP as they arrive;
 /// - `PROBE_SLOW_MS=N`: take N ms to answer each request;
@@ -373,13 +376,13 @@ fn serve() {
     }
 }
 
-/// serve's signal handling: SIGTERM drains (or is ignored), and
-/// `PROBE_SIGNAL_LOG` logs the others.
+/// serve's signal handling: SIGTERM drains (or is ignored, or left at its
+/// default action), and `PROBE_SIGNAL_LOG` logs the others.
 fn serve_signals() {
     if std::env::var_os("PROBE_IGNORE_TERM").is_some() {
         // SAFETY: SIG_IGN installs no code.
         unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
-    } else {
+    } else if std::env::var_os("PROBE_DEFAULT_TERM").is_none() {
         signal_hook::flag::register(libc::SIGTERM, std::sync::Arc::clone(&DRAIN))
             .expect("register");
     }

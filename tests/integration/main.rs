@@ -11,6 +11,8 @@ mod cli;
 mod compat;
 /// The consumers of examples/README.md, run by the commands it shows.
 mod consumers;
+/// examples/demo.rs drains on SIGTERM: no request lost across restarts.
+mod demo;
 /// examples/Dockerfile and examples/systemd/, run as PID 1 and as units.
 mod deploy;
 /// Exec mode: fds 3.., LISTEN_* variables, stray fds, limits, exit status.
