@@ -66,7 +66,7 @@ fn the_demo_loses_no_request_across_restarts() {
         more_answers(20);
         kill(g.child.id(), Signal::HUP);
         let ready = g.stderr_line(&format!(
-            "is ready; stopping generation {} (pid {old})",
+            "it serves now; stopping generation {} (pid {old})",
             n - 1
         ));
         let new = pid_in(&ready, n);
