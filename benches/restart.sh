@@ -3,14 +3,21 @@
 #
 # Runs, one after the other in one run, the same load against the same
 # server restarted RESTARTS times by
-#   gracewrap     gracewrap --supervise -l tcp:127.0.0.1:PORT -- bench_app
-#                 (the app sends READY=1 on gracewrap's NOTIFY_SOCKET; the
-#                 old generation gets SIGTERM once the new one is ready)
+#   gracewrap     gracewrap --supervise --pid-file P -l tcp:127.0.0.1:PORT
+#                 -- bench_app (the app sends READY=1 on gracewrap's
+#                 NOTIFY_SOCKET; the old generation gets SIGTERM once the
+#                 new one is ready)
+#   gw_listen     the same, but the app never sends READY=1
+#                 (BENCH_NO_NOTIFY=1) and gracewrap has no readiness
+#                 option: --ready auto sees the new generation wait for
+#                 connections (in poll) instead
 #   start_server  Perl Server::Starter, start_server --port=127.0.0.1:PORT
 #                 -- bench_app, with its default --interval and
 #                 --kill-old-delay (printed; the new worker counts as up
 #                 once it is still alive after --interval seconds)
-# Both are restarted with SIGHUP. The server (examples/bench_app.rs) takes
+# The gracewrap runs are restarted with `gracewrap --restart --pid-file P`
+# (which returns once the new generation is ready; a failure counts as an
+# incomplete restart), start_server with SIGHUP. The server (examples/bench_app.rs) takes
 # 200 ms to start, answers fast requests at once and slow ones (1 in 50)
 # after 1 s, and drains on SIGTERM: it stops accepting, finishes what is in
 # flight, exits. The load (examples/loadgen.rs): 16 workers, 2000 requests
@@ -33,6 +40,9 @@
 # of the new generation, and the supervisor's memory and open fds at
 # restart 10 and at the last restart (after the old generations exited).
 #
+# Targets (issue 13): gw_listen, with no readiness option: 0 failed
+# requests, every restart completed, the new generation serving within
+# STARTUP_MS + 500 ms of the request (median).
 # Targets (issue 5): gracewrap with a 200 ms start-up: 0 failed requests,
 # longest accept gap <= 2 ms; supervisor RssAnon <= 512 kB and no growth
 # of RssAnon or of its open fds between restart 10 and restart 100. The
@@ -43,8 +53,8 @@
 #
 # Usage: benches/restart.sh [RESTARTS]   (default 100; a few minutes)
 # Environment: CONTROL (s, default 10), RATE (req/s, 2000), WORKERS (16),
-# SLOW_EVERY (50), STARTUP_MS (200), PORT (first of two, 27001).
-# Details land in target/bench/restart/{gracewrap,start_server}/:
+# SLOW_EVERY (50), STARTUP_MS (200), PORT (first of three, 27001).
+# Details land in target/bench/restart/{gracewrap,gw_listen,start_server}/:
 # report.txt (each restart, each failure, the longest gaps), requests.txt
 # (one line per request), signals (when each SIGHUP was sent), and
 # supervisor.log (gracewrap -v, start_server's log), each line prefixed
@@ -118,7 +128,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for p in "$port" $((port + 1)); do
+for p in "$port" $((port + 1)) $((port + 2)); do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 		echo "port 127.0.0.1:$p is in use (PORT=... to pick others)" >&2
 		exit 1
@@ -188,8 +198,14 @@ run() { # LABEL PORT COMMAND...
 	nap "$control"
 	for ((i = 1; i <= restarts; i++)); do
 		t=${EPOCHREALTIME/./}
-		kill -HUP "$sup"
-		echo "$t" >>"$dir/signals"
+		if [[ -e $dir/gw.pid ]]; then
+			echo "$t" >>"$dir/signals"
+			"$gw" --restart --pid-file "$dir/gw.pid" >/dev/null 2>>"$dir/restart.err" 9>&- ||
+				echo "$label: gracewrap --restart failed at restart $i: see $dir/restart.err" >&2
+		else
+			kill -HUP "$sup"
+			echo "$t" >>"$dir/signals"
+		fi
 		# Done when a new generation serves and the old one stopped accepting.
 		deadline=$((SECONDS + 15))
 		until scan && [[ -n $fresh && $cur_state != serving ]]; do
@@ -221,10 +237,12 @@ run() { # LABEL PORT COMMAND...
 	R[$label.cpu_busy]=$(((b1 - b0) * 100 / ((b1 - b0) + (i1 - i0))))
 }
 
-run gracewrap "$port" "$gw" -v --supervise -l "tcp:127.0.0.1:$port" -- "$app"
-run start_server $((port + 1)) start_server "--port=127.0.0.1:$((port + 1))" -- "$app"
+run gracewrap "$port" "$gw" -v --supervise --pid-file "$out/gracewrap/gw.pid" -l "tcp:127.0.0.1:$port" -- "$app"
+run gw_listen $((port + 1)) env BENCH_NO_NOTIFY=1 "$gw" -v --supervise --pid-file "$out/gw_listen/gw.pid" \
+	-l "tcp:127.0.0.1:$((port + 1))" -- "$app"
+run start_server $((port + 2)) start_server "--port=127.0.0.1:$((port + 2))" -- "$app"
 
-labels=(gracewrap start_server)
+labels=(gracewrap gw_listen start_server)
 row() { # TITLE FORMAT KEY...: one column per label, printf FORMAT over KEYs
 	local title=$1 fmt=$2 l k vals
 	shift 2
@@ -239,10 +257,10 @@ row() { # TITLE FORMAT KEY...: one column per label, printf FORMAT over KEYs
 }
 
 echo
-echo "restart under load: $restarts restarts (SIGHUP), ${startup_ms} ms start-up, $workers workers at $rate req/s, 1 in $slow_every requests slow (1 s)"
+echo "restart under load: $restarts restarts (gracewrap --restart; SIGHUP for start_server), ${startup_ms} ms start-up, $workers workers at $rate req/s, 1 in $slow_every requests slow (1 s)"
 echo "Server::Starter ${ss_version:-?} defaults: --interval=$ss_interval s, --kill-old-delay=$ss_kill_old_delay s"
 echo
-printf '%-44s %22s %22s\n' "" gracewrap start_server
+printf '%-44s %22s %22s %22s\n' "" gracewrap "gracewrap, no READY=1" start_server
 row "requests" '%s' requests
 row "failed (refused/reset/timeout/other)" '%s (%s/%s/%s/%s)' failed failed_refused failed_reset failed_timeout failed_other
 row "fast requests p50 / p99 / max (ms)" '%s / %s / %s' fast_p50_ms fast_p99_ms fast_max_ms
@@ -290,6 +308,12 @@ if awk -v c="$(g longest_gap_control_ms)" 'BEGIN { exit !(c > 2) }'; then
 	echo "      stalls by itself (timer wake-ups, vCPU scheduling); gaps of that size are its noise floor"
 fi
 check "restarts completed" "$(minus "$restarts" "$(g incomplete)")" "==" "$restarts"
+echo
+echo "targets (gracewrap, a server that never sends READY=1, no readiness option; issue 13):"
+gl() { echo "${R[gw_listen.$1]:-NaN}"; }
+check "failed requests" "$(gl failed)" "==" 0
+check "restarts completed" "$(minus "$restarts" "$(gl incomplete)")" "==" "$restarts"
+check "signal -> new generation serving, median (ms)" "$(gl serve_after_signal_p50_ms)" "<=" "$((startup_ms + 500))"
 check "RssAnon at restart $restarts (kB)" "$(g "rssanon_$restarts")" "<=" 512
 check "RssAnon growth, restart 10 -> $restarts (kB)" "$(minus "$(g "rssanon_$restarts")" "$(g rssanon_10)")" "<=" 0
 check "open fds growth, restart 10 -> $restarts" "$(minus "$(g "fds_$restarts")" "$(g fds_10)")" "<=" 0
@@ -301,5 +325,5 @@ echo "gracewrap -v log ($log):"
 cut -d' ' -f2- "$log" | sed -E 's/(generation|pid) [0-9]+/\1 N/g; s/127\.0\.0\.1:[0-9]+/127.0.0.1:PORT/' |
 	sort | uniq -c | sort -rn | sed 's/^/  /'
 echo
-echo "details: $out/{gracewrap,start_server}/report.txt"
+echo "details: $out/{gracewrap,gw_listen,start_server}/report.txt"
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"

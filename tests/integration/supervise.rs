@@ -222,7 +222,13 @@ fn a_crashing_new_generation_leaves_the_old_one_serving() {
 
 #[test]
 fn a_never_ready_generation_is_stopped_after_the_ready_timeout() {
-    let mut s = Sup::start("never-ready", &["--ready-timeout", "500ms"], "");
+    // --ready notify: the generation serves, but never says READY=1 (by
+    // default it would be seen waiting for connections, and be ready).
+    let mut s = Sup::start(
+        "never-ready",
+        &["--ready", "notify", "--ready-timeout", "500ms"],
+        "",
+    );
     let p1 = s.ready(1);
     write_app(&s.app, "PROBE_NO_NOTIFY=1 PROBE_TAG=v2");
     s.signal(rustix::process::Signal::HUP);
