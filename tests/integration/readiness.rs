@@ -273,3 +273,65 @@ fn ready_notify_does_not_look_at_the_sockets() {
     let line = later_generation_fails("notify", &["--ready", "notify"]);
     assert!(line.contains("(no READY=1 on NOTIFY_SOCKET)"), "{line}");
 }
+
+/// The README's supervisor example runs as written, with a server that
+/// does not notify and no option a newcomer would not know to add (only
+/// the port, the pid file's directory and the server are the test's).
+#[test]
+fn the_readmes_supervisor_example_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block: String = readme
+        .split("### Supervisor mode\n\n```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README's supervisor mode example")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = temp_dir("readme-supervisor");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (name, version) in [("server", "v1"), ("server.new", "v2")] {
+        write_executable(
+            &dir.join(name),
+            &format!(
+                "#!/usr/bin/python3
+import socket
+s = socket.socket(fileno=3)
+while True:
+    c, _ = s.accept()
+    c.recv(4096)
+    c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\n{version}')
+    c.close()
+"
+            ),
+        );
+    }
+    let pid_file = dir.join("server.pid");
+    let script = block
+        .replace("tcp::8080", &format!("tcp:127.0.0.1:{port}"))
+        .replace("/tmp/server.pid", &pid_file.to_string_lossy());
+    // A person types the second line a while after the first; the test
+    // waits for the pid file instead. And it stops what it started, even
+    // when a line fails.
+    let (first, rest) = script.split_once('\n').unwrap();
+    let script = format!(
+        "set -e\n{first}\ngw=$!\ntrap 'kill $gw 2>/dev/null || true' EXIT\n\
+         while [ ! -e {pid} ]; do sleep 0.05; done\n{rest}\nkill $gw\nwait $gw || true",
+        pid = pid_file.display()
+    );
+    // gracewrap from this build; then the test stops the supervisor.
+    let bin = std::path::Path::new(gracewrap_path()).parent().unwrap();
+    let out = run(std::process::Command::new("sh")
+        .args(["-c", &script])
+        .current_dir(&dir)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display())));
+    assert_eq!(out.code(), 0, "{script}\n{out:?}");
+    let pid: u32 = out.stdout.trim().parse().expect("the new generation's pid");
+    assert!(pid > 0);
+    assert!(out.stderr.contains("it serves now"), "{out:?}");
+}
