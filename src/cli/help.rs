@@ -53,8 +53,9 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
                             second SIGTERM stops at once; default 0)
       --restart-on-exit     start a new generation when PROGRAM exits on its own
                             (backoff 0.1s doubling to 30s); default: exit with its status
-      --process-group       each generation in its own process group (and the
-                            terminal's foreground); signals go to the whole group
+      --process-group       each generation in its own process group; signals go to the
+                            whole group. Automatic when gracewrap is in a terminal's
+                            foreground: each generation takes it, and gets Ctrl-C once
       --pid-file PATH       write gracewrap's pid there (atomically, never through a
                             link); removed on exit if it is still the file written
       --restart             with --pid-file only: ask that supervisor to restart, wait;

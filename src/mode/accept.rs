@@ -181,6 +181,7 @@ fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) ->
                     inetd: how.inetd,
                     env: &[],
                     new_group: false,
+                    terminal_from: [0; 2],
                     nofile: how.nofile,
                 };
                 match resident::spawn(args, watch, &how) {

@@ -88,8 +88,11 @@ pub struct Spawn<'a> {
     pub inetd: bool,
     /// More variables for the child, which win over `--setenv`.
     pub env: &'a [(&'a str, &'a OsStr)],
-    /// Lead a new process group (and take the terminal's foreground).
+    /// Lead a new process group.
     pub new_group: bool,
+    /// Then take the terminal's foreground, if one of these groups holds
+    /// it ([`Setup::terminal_from`]).
+    pub terminal_from: [i32; 2],
     /// The RLIMIT_NOFILE (soft, hard) the child gets, when gracewrap
     /// raised its own ([`crate::handoff::Handoff::original_limit`]).
     pub nofile: Option<(u64, u64)>,
@@ -120,6 +123,7 @@ pub fn spawn(args: &Args, watch: &Watch, how: &Spawn<'_>) -> std::io::Result<i32
     setup.deathsig = true;
     setup.fd3 = how.fd3;
     setup.new_group = how.new_group;
+    setup.terminal_from = how.terminal_from;
     let pid = child.spawn(&setup);
     drop(blocked);
     pid

@@ -21,6 +21,8 @@
 //! - SIGTERM stops every generation (stop signal, stop timeout, SIGKILL),
 //!   then gracewrap exits with the current generation's status;
 //! - other signals are forwarded to the current generation;
+//! - under a terminal whose foreground gracewrap holds, each generation
+//!   takes that foreground in its own process group ([`Terminal`]);
 //! - every child is reaped, re-parented orphans included (gracewrap is a
 //!   child subreaper when it is not PID 1).
 
@@ -47,6 +49,7 @@ use crate::sys::notify::{Listener, Upstream};
 use crate::sys::pidfile::PidFile;
 use crate::sys::raw::{self, monotonic_usec};
 use crate::sys::signals::Watch;
+use crate::sys::terminal;
 use crate::sys::user::Target;
 use crate::sys::waiting;
 
@@ -148,9 +151,59 @@ enum Timer {
     Leftovers,
 }
 
+/// The terminal on stdin, when gracewrap starts in its foreground (a
+/// shell ran it as a foreground command). Each generation then leads a
+/// process group of its own, as with `--process-group`, and takes the
+/// foreground from the one before: the terminal's signals (SIGINT from
+/// Ctrl-C, SIGQUIT, SIGTSTP from Ctrl-Z, SIGWINCH) reach the generation
+/// once, and gracewrap, now in the background, not at all (it used to
+/// pass on a second copy). Ctrl-Z stops the generation only, as it did
+/// before: gracewrap keeps running ("Under a terminal" in the man page).
+/// gracewrap ignores SIGTTOU meanwhile, as tini does: with `stty tostop`,
+/// its messages and its handing the foreground on from the background
+/// would get SIGTTOU, and its handler, again and again.
+#[derive(Debug)]
+struct Terminal {
+    /// gracewrap's process group, in the foreground at the start.
+    ours: i32,
+    /// The group gracewrap left the foreground to: a generation's (its
+    /// pid), or `ours`. A generation takes the foreground only from
+    /// `ours` or `given`, never from a shell that took it back.
+    given: i32,
+}
+
+impl Terminal {
+    fn at_start() -> Option<Terminal> {
+        let ours = terminal::own_group()?;
+        (terminal::foreground() == Some(ours)).then_some(Terminal { ours, given: ours })
+    }
+
+    /// Hands the foreground to `group`, if it is still where gracewrap
+    /// left it.
+    fn hand_to(&mut self, group: i32) {
+        if group != self.given
+            && terminal::foreground() == Some(self.given)
+            && terminal::give(group)
+        {
+            self.given = group;
+        }
+    }
+}
+
+impl Drop for Terminal {
+    /// The foreground goes back to gracewrap's group when it exits: a
+    /// shell without job control (a script) reads from the terminal
+    /// again; one with job control takes it back itself anyway.
+    fn drop(&mut self) {
+        self.hand_to(self.ours);
+    }
+}
+
 struct Supervisor<'a> {
     args: &'a Args,
     sup: &'a Supervise,
+    /// The terminal whose foreground the generations take, if any.
+    terminal: Option<Terminal>,
     /// The sockets, at 3.. in this process, for every generation to come.
     handoff: Handoff,
     names: String,
@@ -225,9 +278,19 @@ fn start<'a>(
     if super::report_sockets(args) {
         handoff.report();
     }
+    let terminal = Terminal::at_start();
+    // Under a terminal, SIGTTOU is ignored, not passed on (see Terminal).
+    let ignore_ttou = terminal.is_some() && sup.restart_signal != libc::SIGTTOU;
     let mut caught = vec![sup.restart_signal, libc::SIGTERM, libc::SIGCHLD];
-    caught.extend(forwarded(sup.restart_signal));
-    let watch = resident::watch(&caught)?;
+    caught.extend(
+        forwarded(sup.restart_signal)
+            .into_iter()
+            .filter(|&s| !(ignore_ttou && s == libc::SIGTTOU)),
+    );
+    let mut watch = resident::watch(&caught)?;
+    if ignore_ttou {
+        watch.ignore(libc::SIGTTOU);
+    }
     // The generations' user owns the notification socket's directory.
     let owner = target.map(|t| {
         let uid = t.uid.unwrap_or(rustix::process::geteuid().as_raw());
@@ -260,6 +323,7 @@ fn start<'a>(
     let mut s = Supervisor {
         args,
         sup,
+        terminal,
         handoff,
         names,
         _pid_file: pid_file,
@@ -492,6 +556,13 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Whether each generation leads a process group of its own, which
+    /// gets every signal meant for the generation: `--process-group`, or
+    /// under a terminal.
+    fn new_group(&self) -> bool {
+        self.sup.process_group || self.terminal.is_some()
+    }
+
     /// Starts a new generation; returns its id.
     fn spawn(&mut self) -> Result<u64> {
         self.relisten();
@@ -503,7 +574,8 @@ impl Supervisor<'_> {
             names: &self.names,
             inetd: false,
             env: &env,
-            new_group: self.sup.process_group,
+            new_group: self.new_group(),
+            terminal_from: self.terminal.as_ref().map_or([0; 2], |t| [t.ours, t.given]),
             nofile: self.handoff.original_limit(),
         };
         let pid = resident::spawn(self.args, &self.watch, &how).map_err(|e| {
@@ -513,6 +585,11 @@ impl Supervisor<'_> {
                 io_reason(&e)
             )
         })?;
+        if let Some(t) = &mut self.terminal
+            && terminal::foreground() == Some(pid)
+        {
+            t.given = pid;
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.gens.push(Gen {
@@ -527,10 +604,10 @@ impl Supervisor<'_> {
         Ok(id)
     }
 
-    /// kill(2) to a generation, or to its process group with
-    /// `--process-group`.
+    /// kill(2) to a generation, or to its process group when it leads
+    /// one ([`Supervisor::new_group`]).
     fn signal(&self, pid: i32, sig: i32) {
-        kill(pid, sig, self.sup.process_group);
+        kill(pid, sig, self.new_group());
     }
 
     /// Sends the stop signal to a generation (SIGKILL follows later), or
@@ -654,6 +731,12 @@ impl Supervisor<'_> {
             id,
             &format!("failed {why}; {} keeps serving", self.serving()),
         );
+        // It took the terminal's foreground: back to the one serving.
+        if let Some(pid) = self.current.and_then(|c| self.generation(c)).map(|g| g.pid)
+            && let Some(t) = &mut self.terminal
+        {
+            t.hand_to(pid);
+        }
         self.up(&format!("READY=1\nSTATUS=restart failed: {why}"));
         if std::mem::take(&mut self.pending_restart) {
             self.start_restart();

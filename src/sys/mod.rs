@@ -1,7 +1,8 @@
 //! The operating system, under gracewrap's own names: processes (PATH,
-//! exec, fork), signals, users, sd_notify sockets, and the raw calls
-//! rustix lacks. The bottom layer: nothing here knows of the command line,
-//! the sockets plan or the modes. Most of gracewrap's `unsafe` is here.
+//! exec, fork), signals, the terminal, users, sd_notify sockets, and the
+//! raw calls rustix lacks. The bottom layer: nothing here knows of the
+//! command line, the sockets plan or the modes. Most of gracewrap's
+//! `unsafe` is here.
 
 pub mod control;
 pub mod notify;
@@ -9,6 +10,7 @@ pub mod pidfile;
 pub mod process;
 pub mod raw;
 pub mod signals;
+pub mod terminal;
 pub mod user;
 pub mod waiting;
 

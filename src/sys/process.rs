@@ -357,8 +357,14 @@ pub struct Setup {
     pub fd3: Option<RawFd>,
     /// Get SIGTERM when gracewrap dies (PR_SET_PDEATHSIG).
     pub deathsig: bool,
-    /// Lead a new process group, and take the terminal's foreground.
+    /// Lead a new process group.
     pub new_group: bool,
+    /// With `new_group`: then take the foreground of the terminal on
+    /// stdin, but only from one of these process groups (0: none), the
+    /// ones gracewrap may hand it on from (its own, the generation that
+    /// holds it). Never from a shell that holds it while gracewrap runs
+    /// in the background.
+    pub terminal_from: [i32; 2],
     /// Our pid, to notice that we died before PR_SET_PDEATHSIG took hold.
     parent: i32,
     /// Signals gracewrap catches, to reset (every signal there is, at most).
@@ -378,6 +384,7 @@ impl Setup {
             fd3: None,
             deathsig: false,
             new_group: false,
+            terminal_from: [0; 2],
             parent: std::process::id() as i32,
             caught: arr,
             ncaught: n,
@@ -389,8 +396,9 @@ impl Setup {
     /// The steps, in the forked child. Returns an errno on failure.
     fn run_in_child(&self) -> Result<(), i32> {
         // SAFETY: async-signal-safe calls only (prctl, getppid, fcntl,
-        // dup2, setpgid, isatty, tcsetpgrp, and raw rt_sigaction and
-        // rt_sigprocmask in child_reset), on plain data; nothing allocates.
+        // dup2, setpgid, tcgetpgrp, getpid, tcsetpgrp, and raw
+        // rt_sigaction and rt_sigprocmask in child_reset), on plain data
+        // (`terminal_from` is an array in `self`); nothing allocates.
         unsafe {
             if self.deathsig {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
@@ -411,7 +419,10 @@ impl Setup {
                 libc::setpgid(0, 0);
                 // Every signal is still blocked here, so SIGTTOU cannot
                 // stop us for taking the foreground (tini -g does this).
-                if libc::isatty(0) == 1 {
+                // tcgetpgrp fails (-1) unless stdin is our controlling
+                // terminal.
+                let holder = libc::tcgetpgrp(0);
+                if holder > 0 && self.terminal_from.contains(&holder) {
                     libc::tcsetpgrp(0, libc::getpid());
                 }
             }

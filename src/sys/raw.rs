@@ -1,6 +1,7 @@
 //! The few C calls and types rustix does not wrap, each behind a safe
 //! function: setsockopt(2) for options without a typed setter,
-//! if_nametoindex(3), `struct sockaddr_vm`, and clock_gettime(2).
+//! if_nametoindex(3), `struct sockaddr_vm`, clock_gettime(2), and
+//! getpgrp(2) where rustix's would not expect 0.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
@@ -37,6 +38,14 @@ pub fn if_nametoindex(name: &str) -> Option<u32> {
     // call; if_nametoindex(3) only reads it.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
+}
+
+/// getpgrp(2): our process group, 0 when it is not visible from our PID
+/// namespace (process 1 of a namespace, started from a group outside it).
+/// rustix's `getpgrp` takes it for a positive number.
+pub fn getpgrp() -> i32 {
+    // SAFETY: getpgrp(2) takes nothing and cannot fail.
+    unsafe { libc::getpgrp() }
 }
 
 /// `kill(pid, sig)` for any signal number, the real-time ones included

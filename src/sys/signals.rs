@@ -121,6 +121,8 @@ fn sigaction(sig: i32, handler: Option<libc::sighandler_t>) -> Option<libc::sigh
 pub struct Watch {
     read: std::os::unix::net::UnixStream,
     flags: Vec<(i32, std::sync::Arc<AtomicBool>)>,
+    /// Signals ignored instead ([`Watch::ignore`]).
+    ignored: Vec<i32>,
 }
 
 impl std::fmt::Debug for Watch {
@@ -162,7 +164,21 @@ impl Watch {
             flags.push((sig, flag));
         }
         debug_assert!(read.as_raw_fd() != wake);
-        Ok(Watch { read, flags })
+        Ok(Watch {
+            read,
+            flags,
+            ignored: Vec::new(),
+        })
+    }
+
+    /// Ignores `sig` from now on, instead of watching it. Children get it
+    /// back as the watched ones do: at its default action, or ignored
+    /// with `--keep-signals` if our caller had ignored it.
+    pub fn ignore(&mut self, sig: i32) {
+        if sigaction(sig, Some(libc::SIG_IGN)) == Some(libc::SIG_IGN) && (1..=NSIG).contains(&sig) {
+            CAUGHT_WERE_IGNORED.fetch_or(1u64 << (sig - 1), Ordering::Relaxed);
+        }
+        self.ignored.push(sig);
     }
 
     /// The fd to poll for POLLIN.
@@ -170,9 +186,13 @@ impl Watch {
         std::os::fd::AsFd::as_fd(&self.read)
     }
 
-    /// The signals watched, for children to reset.
+    /// The signals watched or ignored, for children to reset.
     pub fn signals(&self) -> Vec<i32> {
-        self.flags.iter().map(|(s, _)| *s).collect()
+        self.flags
+            .iter()
+            .map(|(s, _)| *s)
+            .chain(self.ignored.iter().copied())
+            .collect()
     }
 
     /// Empties the pipe, then returns (and clears) the signals that

@@ -44,5 +44,7 @@ mod readiness;
 mod restart_command;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
 mod supervise;
+/// The supervisor under a terminal: one Ctrl-C, the foreground, `stty tostop`.
+mod terminal;
 /// Users and groups from /etc/passwd and /etc/group read as bytes.
 mod userdb;
