@@ -335,3 +335,11 @@ while True:
     assert!(pid > 0);
     assert!(out.stderr.contains("it serves now"), "{out:?}");
 }
+
+/// A mio event loop (tokio's building block): the listener in an epoll
+/// set.
+#[test]
+fn a_mio_event_loop_restarts_with_no_option() {
+    let server = example("mio_server");
+    restarts_by_itself(&[server.to_str().unwrap()], "with epoll");
+}
