@@ -359,12 +359,7 @@ fn after_a_restart_ctrl_c_reaches_the_new_generation_once() {
         pty.output()
     );
 
-    signal(supervisor, rustix::process::Signal::USR2);
-    pty.wait_for("DONE");
-    pty.type_keys(b"hello\n");
-    let out = pty.finish();
-    assert!(out.contains("DONE 130"), "{out}");
-    assert!(out.contains("GOT hello"), "{out}");
+    ends_with_130_and_the_shell_reads_again(pty, supervisor);
 }
 
 /// A generation started by a restart that fails (exits before it is
@@ -401,12 +396,7 @@ fn after_a_failed_restart_the_serving_generation_has_the_terminal_again() {
         pty.output()
     );
 
-    signal(supervisor, rustix::process::Signal::USR2);
-    pty.wait_for("DONE");
-    pty.type_keys(b"hello\n");
-    let out = pty.finish();
-    assert!(out.contains("DONE 130"), "{out}");
-    assert!(out.contains("GOT hello"), "{out}");
+    ends_with_130_and_the_shell_reads_again(pty, supervisor);
 }
 
 /// gracewrap started in the background (`&` in a shell with job
@@ -484,4 +474,17 @@ fn with_tostop_gracewrap_still_writes_its_messages() {
         2,
         "{out}"
     );
+}
+
+/// The end of a session: USR2 makes the generation exit (after its
+/// Ctrl-C), gracewrap exits with the generation's 130, and the shell
+/// reads from the terminal again.
+#[track_caller]
+fn ends_with_130_and_the_shell_reads_again(mut pty: Pty, supervisor: u32) {
+    signal(supervisor, rustix::process::Signal::USR2);
+    pty.wait_for("DONE");
+    pty.type_keys(b"hello\n");
+    let out = pty.finish();
+    assert!(out.contains("DONE 130"), "{out}");
+    assert!(out.contains("GOT hello"), "{out}");
 }
