@@ -250,6 +250,9 @@ struct Supervisor<'a> {
     /// alone from then on.
     notifies: bool,
     last_look: Instant,
+    /// The children gracewrap had when it started (forked by the shell
+    /// that exec'd it): never taken for leftovers.
+    inherited: Vec<i32>,
     /// The address of each socket that was listening at the start (see
     /// `relisten`).
     listening: Vec<Option<rustix::net::SocketAddrAny>>,
@@ -347,6 +350,7 @@ fn start<'a>(
         waiters: Vec::new(),
         generations_uid: target.and_then(|t| t.uid),
         stop_at: None,
+        inherited: own_children(),
         inodes: Vec::new(),
         notifies: false,
         last_look: Instant::now(),
@@ -861,6 +865,7 @@ impl Supervisor<'_> {
         let mut exited = Vec::new();
         resident::reap(|pid, status| exited.push((pid, status)));
         for (pid, status) in exited {
+            self.inherited.retain(|&p| p != pid);
             // Not a generation: a re-parented orphan, reaped; nothing else.
             if let Some(pos) = self.gens.iter().position(|g| g.pid == pid) {
                 let g = self.gens.remove(pos);
@@ -911,7 +916,7 @@ impl Supervisor<'_> {
             }
             // A replaced generation is gone: what it left behind is ours
             // now, and is stopped the same way.
-            self.stop_leftovers(own_children(), Instant::now());
+            self.stop_leftovers(self.strays(), Instant::now());
         }
     }
 
@@ -1068,12 +1073,22 @@ impl Supervisor<'_> {
     /// left behind) gets the stop signal, then SIGKILL after the stop
     /// timeout ([`Timer::Leftovers`]). True when there is nothing left.
     fn finish_leftovers(&mut self, now: Instant) -> bool {
-        let children = own_children();
+        let children = self.strays();
         if children.is_empty() {
             return true;
         }
         self.stop_leftovers(children, now);
         false
+    }
+
+    /// Our children, but those we had before the supervisor started: a
+    /// process the shell forked before it exec'd gracewrap (`exec
+    /// gracewrap -s ... 2> >(logger)`) is the caller's, not a leftover of
+    /// a generation, and is left alone.
+    fn strays(&self) -> Vec<i32> {
+        let mut children = own_children();
+        children.retain(|pid| !self.inherited.contains(pid));
+        children
     }
 
     /// Sends the stop signal to every child that is not a generation and

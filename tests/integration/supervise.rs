@@ -833,3 +833,37 @@ while True:
         }
     }
 }
+
+/// A process the shell started before it exec'd gracewrap is gracewrap's
+/// child, but not a leftover of a generation: `exec gracewrap -s ...
+/// 2> >(cat > LOG)` lost its log after the first restart, when the
+/// replaced generation's "leftovers" (every other child) got SIGTERM.
+#[test]
+fn a_child_from_before_the_supervisor_started_is_not_a_leftover() {
+    let dir = temp_dir("inherited-child");
+    let log = dir.join("log");
+    let script = format!(
+        "exec {} -s -v -l tcp:127.0.0.1:0 -- /usr/bin/python3 -c {} 2> >(exec cat > {})",
+        sh_quote(&[gracewrap_path()]),
+        sh_quote(&[
+            "import socket\ns = socket.socket(fileno=3)\nwhile True: s.accept()[0].close()"
+        ]),
+        sh_quote(&[log.to_str().unwrap()]),
+    );
+    // Running: its process group is killed when the test ends, however.
+    let g = Running::spawn(Command::new("bash").args(["-c", &script]));
+    let gw = g.child.id();
+    let lines = |text: &str| std::fs::read_to_string(&log).map_or(0, |l| l.matches(text).count());
+    wait_until("generation 1 ready", || lines("is ready") >= 1);
+    for n in 1..=2 {
+        kill(gw, rustix::process::Signal::HUP);
+        // The replaced generation's end is still logged: cat is alive.
+        wait_until("the replaced generation's end in the log", || {
+            lines("was killed by SIGTERM") >= n
+        });
+    }
+    // And gracewrap does not wait for cat at exit: cat is not its to stop.
+    kill(gw, rustix::process::Signal::TERM);
+    let mut g = g;
+    assert_eq!(g.wait().code(), Some(143));
+}
