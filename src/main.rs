@@ -25,6 +25,7 @@ mod exit;
 mod handoff;
 mod mode;
 mod msg;
+mod notice;
 mod protocol;
 mod socket;
 mod spec;

@@ -26,9 +26,18 @@ pub const HANDOFF_VAR: &str = "GRACEWRAP_HANDOFF";
 /// keeps the one it raised to hold the sockets).
 pub const NOFILE_VAR: &str = "GRACEWRAP_NOFILE";
 
+/// With a handoff from the supervisor: `--watchdog` in microseconds, for
+/// the child gracewrap to turn into `WATCHDOG_USEC` and a `WATCHDOG_PID`
+/// naming PROGRAM ([`watchdog_env`]), a pid the supervisor cannot know.
+pub const WATCHDOG_VAR: &str = "GRACEWRAP_WATCHDOG";
+
+/// sd_watchdog_enabled(3)'s variables: a resident gracewrap's describe
+/// gracewrap itself, so its children never inherit them.
+pub const WATCHDOG_VARS: [&str; 2] = ["WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// Variables gracewrap owns: removed from the environment PROGRAM
 /// inherits, set only here, never settable with `--setenv`.
-pub const LISTEN_VARS: [&str; 7] = [
+pub const LISTEN_VARS: [&str; 8] = [
     "LISTEN_FDS",
     "LISTEN_PID",
     "LISTEN_FDNAMES",
@@ -36,6 +45,7 @@ pub const LISTEN_VARS: [&str; 7] = [
     "LISTEN_FDS_FIRST_FD",
     HANDOFF_VAR,
     NOFILE_VAR,
+    WATCHDOG_VAR,
 ];
 
 /// The `LISTEN_*` variables for a program that will run as this very
@@ -51,6 +61,21 @@ pub fn listen_env(count: usize, names: &str, with_pid: bool) -> Vec<(&'static st
         }
     }
     env.push(("LISTEN_FDNAMES", names.to_string()));
+    env
+}
+
+/// `WATCHDOG_USEC` and `WATCHDOG_PID` (our pid, which exec keeps) from
+/// the supervisor's [`WATCHDOG_VAR`], if it is a number of microseconds;
+/// `WATCHDOG_PID` is left out without `with_pid` (`--no-pid`), as
+/// `LISTEN_PID` is.
+pub fn watchdog_env(usec: Option<&str>, with_pid: bool) -> Vec<(&'static str, String)> {
+    let Some(usec) = usec.filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit())) else {
+        return Vec::new();
+    };
+    let mut env = vec![(WATCHDOG_VARS[0], usec.to_string())];
+    if with_pid {
+        env.push((WATCHDOG_VARS[1], std::process::id().to_string()));
+    }
     env
 }
 

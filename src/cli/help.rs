@@ -51,6 +51,14 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
       --stop-timeout DUR    then SIGKILL after DUR (default 10s; 0 = at once)
       --stop-delay DUR      on SIGTERM, keep serving DUR first (STOPPING=1 at once; a
                             second SIGTERM stops at once; default 0)
+      --watchdog DUR        each generation gets WATCHDOG_USEC=DUR and WATCHDOG_PID (its
+                            pid); one that is ready and sends no WATCHDOG=1 for DUR, or
+                            sends WATCHDOG=trigger, is replaced: a new generation
+                            starts, the stuck one is stopped (default: none)
+      --fdstore N           keep up to N fds the generations send with FDSTORE=1 and
+                            pass them to every later generation after the sockets,
+                            named by FDNAME=, as systemd's FileDescriptorStoreMax=
+                            (default 0: none; at most 4096)
       --restart-on-exit     start a new generation when PROGRAM exits on its own
                             (backoff 0.1s doubling to 30s); default: exit with its status
       --process-group       each generation in its own process group; signals go to the
@@ -64,7 +72,10 @@ Supervisor (gracewrap stays resident as PID 1 or under a service manager):
   Signals: the restart signal restarts; TERM stops all generations (stop-signal,
   stop-timeout, KILL) and exits; every other signal a process can catch (INT QUIT
   USR1 USR2 WINCH TSTP CONT ALRM XCPU PROF IO, the real-time ones...) is forwarded
-  to the current generation (see SIGNALS in gracewrap(1)). Exit status: PROGRAM's, or
+  to the current generation (see SIGNALS in gracewrap(1)). The generations speak
+  sd_notify(3) to gracewrap: READY=1, STATUS=, WATCHDOG=, EXTEND_TIMEOUT_USEC=,
+  FDSTORE=1; under systemd, gracewrap passes on what systemd should see and keeps
+  systemd's own watchdog fed while a generation serves. Exit status: PROGRAM's, or
   128+signal if a signal killed it. DUR: 10s, 500ms, 2m, or seconds.
 
 systemd-socket-activate compatibility:

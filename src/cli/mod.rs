@@ -114,6 +114,10 @@ pub struct Supervise {
     pub process_group: bool,
     /// `--pid-file`.
     pub pid_file: Option<PathBuf>,
+    /// `--watchdog` (none): each generation's WATCHDOG_USEC once ready.
+    pub watchdog: Option<Duration>,
+    /// `--fdstore` (0): how many fds the generations may store.
+    pub fdstore: usize,
 }
 
 impl Default for Supervise {
@@ -128,6 +132,8 @@ impl Default for Supervise {
             restart_on_exit: false,
             process_group: false,
             pid_file: None,
+            watchdog: None,
+            fdstore: 0,
         }
     }
 }
@@ -151,7 +157,9 @@ pub enum Ready {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// The supervisor's own options: an error without `--supervise`.
-const SUPERVISOR_ONLY: [&str; 10] = [
+const SUPERVISOR_ONLY: [&str; 12] = [
+    "watchdog",
+    "fdstore",
     "stop-delay",
     "restart-signal",
     "stop-signal",
@@ -250,6 +258,10 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
             Long("ready-timeout") => g.sup.ready_timeout = duration("--ready-timeout", p.value()?)?,
             Long("stop-timeout") => g.sup.stop_timeout = duration("--stop-timeout", p.value()?)?,
             Long("stop-delay") => g.sup.stop_delay = duration("--stop-delay", p.value()?)?,
+            Long("watchdog") => {
+                g.sup.watchdog = Some(duration("--watchdog", p.value()?)?).filter(|d| !d.is_zero())
+            }
+            Long("fdstore") => g.sup.fdstore = fdstore(p.value()?)?,
             Long("restart-on-exit") => g.sup.restart_on_exit = true,
             Long("process-group") => g.sup.process_group = true,
             Long("pid-file") => g.sup.pid_file = Some(path("--pid-file", p.value()?)?.into()),
@@ -519,6 +531,23 @@ fn max_connections(value: OsString) -> Result<usize, Failure> {
         .ok_or_else(|| {
             Failure::usage(format!(
                 "invalid --max-connections {}: expected a number of at least 1",
+                quote(&value)
+            ))
+        })
+}
+
+/// The most fds `--fdstore` may keep: each costs two fd numbers in the
+/// supervisor (see mode/supervise.rs), and every generation gets them all.
+pub const FDSTORE_MAX: usize = 4096;
+
+fn fdstore(value: OsString) -> Result<usize, Failure> {
+    value
+        .to_str()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n <= FDSTORE_MAX)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "invalid --fdstore {}: expected a number from 0 to {FDSTORE_MAX}",
                 quote(&value)
             ))
         })

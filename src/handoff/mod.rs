@@ -174,6 +174,21 @@ impl Handoff {
     pub fn original_limit(&self) -> Option<(u64, u64)> {
         self.limit.original()
     }
+
+    /// Makes room for `more` fds besides the sockets (the supervisor's fd
+    /// store, which holds each fd at a number above all the sockets and
+    /// the store's places: see mode/supervise.rs), keeping the caller's
+    /// limit as the one children get back. Errors with the most RLIMIT_NOFILE
+    /// allows.
+    pub fn reserve_more(&mut self, more: u64) -> Result<(), u64> {
+        // Stdio, the sockets, the fds the supervisor opens, and slack.
+        let need = 3 + self.len() as u64 + more + 64;
+        let raised = fds::reserve(need, need)?;
+        if self.limit.original().is_none() {
+            self.limit = raised;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Handoff {

@@ -177,6 +177,7 @@ fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) ->
                 let how = Spawn {
                     fd3: Some(conn.as_fd().as_raw_fd()),
                     count: 1,
+                    extra: &[],
                     names: how.name,
                     inetd: how.inetd,
                     env: &[],

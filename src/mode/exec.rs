@@ -10,7 +10,7 @@ use crate::cli::Args;
 use crate::exit::Failure;
 use crate::handoff::Handoff;
 use crate::msg::{io_reason, quote, reason};
-use crate::protocol::{LISTEN_VARS, listen_env};
+use crate::protocol::{LISTEN_VARS, WATCHDOG_VAR, WATCHDOG_VARS, listen_env, watchdog_env};
 use crate::sys::process::{self, Env};
 use crate::sys::signals;
 use crate::sys::user::Target;
@@ -64,7 +64,16 @@ fn place_and_exec(
     } else {
         listen_env(handoff.len(), &handoff.names(), !args.no_pid)
     };
-    let env = program_env(args, &listen, target);
+    // A resident gracewrap's WATCHDOG_* were gracewrap's, not PROGRAM's;
+    // the supervisor's --watchdog comes in WATCHDOG_VAR.
+    let from_resident = handoff.parent().is_some();
+    let mut listen = listen;
+    if from_resident {
+        let usec = std::env::var(WATCHDOG_VAR).ok();
+        listen.extend(watchdog_env(usec.as_deref(), !args.no_pid));
+    }
+    let drop: &[&str] = if from_resident { &WATCHDOG_VARS } else { &[] };
+    let env = program_env(args, &listen, drop, target);
     if let Some(target) = target {
         // What would fail once privileges are dropped (PROGRAM or
         // `--chdir` out of the user's reach) fails now, while gracewrap
@@ -94,10 +103,18 @@ fn place_and_exec(
 }
 
 /// PROGRAM's environment: ours without the `LISTEN_*` variables we were
-/// given, then `listen`, then HOME, USER and LOGNAME of `--user` (unless
+/// given and those in `drop`, then `listen`, then HOME, USER and LOGNAME of `--user` (unless
 /// `--setenv` sets them), then `--setenv` (a bare NAME copies our value).
-fn program_env(args: &Args, listen: &[(&'static str, String)], target: Option<&Target>) -> Env {
+fn program_env(
+    args: &Args,
+    listen: &[(&'static str, String)],
+    drop: &[&str],
+    target: Option<&Target>,
+) -> Env {
     let mut env = Env::ours_without(&LISTEN_VARS);
+    for name in drop {
+        env.unset(name);
+    }
     for (name, value) in listen {
         env.set(name, value);
     }

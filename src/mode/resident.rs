@@ -81,9 +81,13 @@ pub struct Spawn<'a> {
     /// The fd to put at fd 3 (`--accept`'s connection); None when the
     /// sockets already are at 3.. in this process (the supervisor).
     pub fd3: Option<RawFd>,
-    /// How many sockets it gets at 3.., and their `LISTEN_FDNAMES`.
+    /// How many fds it gets at 3.. (the sockets, then `extra`), and
+    /// their `LISTEN_FDNAMES`.
     pub count: usize,
     pub names: &'a str,
+    /// More fds for it, after the sockets (the supervisor's fd store):
+    /// see [`Setup::extra`].
+    pub extra: &'a [RawFd],
     /// The child puts its one socket on stdin and stdout.
     pub inetd: bool,
     /// More variables for the child, which win over `--setenv`.
@@ -122,6 +126,8 @@ pub fn spawn(args: &Args, watch: &Watch, how: &Spawn<'_>) -> std::io::Result<i32
     let mut setup = Setup::new(&watch.signals(), args.keep_signals, blocked.old_mask());
     setup.deathsig = true;
     setup.fd3 = how.fd3;
+    setup.extra = how.extra;
+    setup.extra_at = crate::protocol::FIRST_FD + (how.count - how.extra.len()) as RawFd;
     setup.new_group = how.new_group;
     setup.terminal_from = how.terminal_from;
     let pid = child.spawn(&setup);

@@ -31,7 +31,8 @@
 //! keeps comes from one function ([`Supervisor::deadlines`]), which both
 //! the poll timeout and the timer handler use, so the two cannot drift.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
@@ -43,7 +44,8 @@ use crate::cli::{Args, Ready, Supervise, program_name, signal_name};
 use crate::exit::Status;
 use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, reason, say};
-use crate::protocol::NOTIFY_SOCKET;
+use crate::notice::{self, Notice};
+use crate::protocol::{FIRST_FD, NOTIFY_SOCKET, WATCHDOG_VAR};
 use crate::sys::control::{self, Control};
 use crate::sys::notify::{Listener, Upstream};
 use crate::sys::pidfile::PidFile;
@@ -109,6 +111,17 @@ const LOOK_FAST: Duration = Duration::from_millis(20);
 const LOOK_FAST_FOR: Duration = Duration::from_secs(3);
 const LOOK_SLOW: Duration = Duration::from_millis(200);
 
+/// The longest a generation may ask for with `EXTEND_TIMEOUT_USEC=` or
+/// `WATCHDOG_USEC=` (a larger value counts as this): a deadline must stay
+/// a time the clock can hold.
+const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `usec` from a generation as a duration; None for 0 and infinity
+/// (`UINT64_MAX`), which systemd takes as "none" (`timestamp_is_set`).
+fn usec(usec: u64) -> Option<Duration> {
+    (usec != 0 && usec != u64::MAX).then(|| Duration::from_micros(usec).min(LONGEST))
+}
+
 /// Where a generation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -128,6 +141,25 @@ struct Gen {
     pid: i32,
     started: Instant,
     state: State,
+    /// Its watchdog interval: `--watchdog`, or what it set with
+    /// `WATCHDOG_USEC=` (None: no watchdog).
+    watchdog: Option<Duration>,
+    /// When it is stuck unless it sends WATCHDOG=1: set once it is ready.
+    watchdog_due: Option<Instant>,
+    /// The latest it may be ready (`--ready-timeout` after its start,
+    /// moved out by `EXTEND_TIMEOUT_USEC=`).
+    ready_by: Instant,
+    /// A complaint about its notifications was said: not said again.
+    warned: bool,
+}
+
+/// An fd a generation stored (`FDSTORE=1`, `--fdstore`).
+#[derive(Debug)]
+struct Stored {
+    fd: OwnedFd,
+    name: String,
+    /// Dropped when it reports POLLHUP or POLLERR (not with `FDPOLL=0`).
+    poll: bool,
 }
 
 /// Something the supervisor must do at a given time.
@@ -149,6 +181,10 @@ enum Timer {
     /// Look for leftovers again during the last stop; SIGKILL them once
     /// the stop timeout is over.
     Leftovers,
+    /// A ready generation's watchdog is due (`--watchdog`).
+    Watchdog(u64),
+    /// Time to send WATCHDOG=1 to our own service manager.
+    WatchdogUp,
 }
 
 /// The terminal on stdin, when gracewrap starts in its foreground (a
@@ -256,6 +292,19 @@ struct Supervisor<'a> {
     /// The address of each socket that was listening at the start (see
     /// `relisten`).
     listening: Vec<Option<rustix::net::SocketAddrAny>>,
+    /// The fd store (`--fdstore`), newest first, as systemd keeps it.
+    store: Vec<Stored>,
+    /// Stored fds are kept at this number or above: above every place
+    /// a child gets them at (see [`Setup::extra`](crate::sys::process::Setup)).
+    store_floor: RawFd,
+    /// The watchdog interval our own service manager asked for
+    /// (`WATCHDOG_USEC` for us), and when WATCHDOG=1 last went up.
+    up_watchdog: Option<Duration>,
+    up_pinged: Instant,
+    /// WATCHDOG=1 is being withheld upward (said once when it starts).
+    up_withheld: bool,
+    /// RELOADING=1 went upward, and READY=1 has not followed yet.
+    reloading: bool,
 }
 
 /// Supervises until the last generation is gone; returns its status.
@@ -277,6 +326,19 @@ fn start<'a>(
     target: Option<&Target>,
 ) -> Result<Supervisor<'a>> {
     resident::check(args, target)?;
+    if sup.fdstore > 0 {
+        // Each stored fd is held above the places the children get them
+        // at: twice the store.
+        handoff
+            .reserve_more(2 * sup.fdstore as u64)
+            .map_err(|most| {
+                anyhow!(
+                    "--fdstore {} needs {} more file descriptors, but RLIMIT_NOFILE allows only {most}",
+                    sup.fdstore,
+                    2 * sup.fdstore
+                )
+            })?;
+    }
     handoff.place()?;
     if super::report_sockets(args) {
         handoff.report();
@@ -312,6 +374,25 @@ fn start<'a>(
         }
     }
     let upstream = Upstream::from_env();
+    // sd_watchdog_enabled(3): only with somewhere to send WATCHDOG=1.
+    let up_watchdog = upstream.as_ref().and_then(|_| {
+        let var = |name| std::env::var_os(name);
+        let (usec, pid) = (var("WATCHDOG_USEC"), var("WATCHDOG_PID"));
+        notice::watchdog_enabled(
+            usec.as_ref().map(|v| v.as_encoded_bytes()),
+            pid.as_ref().map(|v| v.as_encoded_bytes()),
+            std::process::id(),
+        )
+    });
+    if let Some(every) = up_watchdog
+        && args.verbose
+    {
+        say(format_args!(
+            "the service manager's watchdog is {}: WATCHDOG=1 goes up every {} while a generation serves",
+            Dur(every),
+            Dur(every / 2)
+        ));
+    }
     if std::process::id() != 1 {
         // Orphans of PROGRAM come to us (and get reaped), as under PID 1.
         let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
@@ -323,6 +404,7 @@ fn start<'a>(
     // gracewrap keeps the RLIMIT_NOFILE it raised; each generation gets
     // the caller's back (Spawn::nofile).
     let names = handoff.names();
+    let store_floor = FIRST_FD + (handoff.len() + sup.fdstore) as RawFd;
     let mut s = Supervisor {
         args,
         sup,
@@ -355,6 +437,12 @@ fn start<'a>(
         notifies: false,
         last_look: Instant::now(),
         listening: Vec::new(),
+        store: Vec::new(),
+        store_floor,
+        up_watchdog,
+        up_pinged: Instant::now(),
+        up_withheld: false,
+        reloading: false,
     };
     if sup.pid_file.is_some() {
         match Control::bind() {
@@ -427,6 +515,13 @@ impl Supervisor<'_> {
                 crate::msg::quote(OsStr::new(first))
             ));
         }
+    }
+
+    /// READY=1 and `rest` to our own service manager: the end of our start
+    /// or of a restart.
+    fn up_ready(&mut self, rest: &str) {
+        self.reloading = false;
+        self.up(&format!("READY=1\n{rest}"));
     }
 
     /// `gracewrap --restart` requests: a few per wake-up, each from root,
@@ -571,11 +666,31 @@ impl Supervisor<'_> {
     fn spawn(&mut self) -> Result<u64> {
         self.relisten();
         let notify = self.notify.env_value.clone();
-        let env: [(&str, &OsStr); 1] = [(NOTIFY_SOCKET, &notify)];
+        let watchdog: Option<OsString> = self
+            .sup
+            .watchdog
+            .map(|d| d.as_micros().max(1).to_string().into());
+        let mut env: Vec<(&str, &OsStr)> = vec![(NOTIFY_SOCKET, &notify)];
+        if let Some(usec) = &watchdog {
+            env.push((WATCHDOG_VAR, usec));
+        }
+        // The fd store follows the sockets, named as stored.
+        let extra: Vec<RawFd> = self.store.iter().map(|s| s.fd.as_raw_fd()).collect();
+        let names = if self.store.is_empty() {
+            self.names.clone()
+        } else {
+            let sockets = (self.handoff.len() > 0).then_some(self.names.as_str());
+            sockets
+                .into_iter()
+                .chain(self.store.iter().map(|s| s.name.as_str()))
+                .collect::<Vec<&str>>()
+                .join(":")
+        };
         let how = Spawn {
             fd3: None,
-            count: self.handoff.len(),
-            names: &self.names,
+            count: self.handoff.len() + extra.len(),
+            extra: &extra,
+            names: &names,
             inetd: false,
             env: &env,
             new_group: self.new_group(),
@@ -596,11 +711,16 @@ impl Supervisor<'_> {
         }
         let id = self.next_id;
         self.next_id += 1;
+        let now = Instant::now();
         self.gens.push(Gen {
             id,
             pid,
-            started: Instant::now(),
+            started: now,
             state: State::Starting,
+            watchdog: self.sup.watchdog,
+            watchdog_due: None,
+            ready_by: now + self.sup.ready_timeout,
+            warned: false,
         });
         if self.args.verbose {
             say(format_args!("started {}", self.label(id)));
@@ -646,6 +766,7 @@ impl Supervisor<'_> {
             return;
         }
         self.up(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        self.reloading = true;
         self.start_generation();
         // Here, not at the signal, so that a queued restart says so too.
         if let Some(id) = self.candidate {
@@ -678,7 +799,7 @@ impl Supervisor<'_> {
             Err(e) => {
                 say(format_args!("restart failed: {e:#}"));
                 self.answer(self.next_id, &format!("failed {e:#}"));
-                self.up(&format!("READY=1\nSTATUS=restart failed: {e:#}"));
+                self.up_ready(&format!("STATUS=restart failed: {e:#}"));
             }
         }
     }
@@ -694,6 +815,10 @@ impl Supervisor<'_> {
             return;
         }
         g.state = State::Ready;
+        // The watchdog counts from now (systemd arms it at READY=1 too).
+        g.watchdog_due = g
+            .watchdog
+            .and_then(|every| Instant::now().checked_add(every));
         let pid = g.pid;
         let label = self.label(id);
         self.answer(id, &format!("ok {id} {pid}"));
@@ -707,7 +832,7 @@ impl Supervisor<'_> {
                 ));
                 self.stop(old);
             }
-            self.up(&format!("READY=1\nSTATUS=serving: {label}"));
+            self.up_ready(&format!("STATUS=serving: {label}"));
             if std::mem::take(&mut self.pending_restart) {
                 self.start_restart();
             }
@@ -717,10 +842,14 @@ impl Supervisor<'_> {
             }
             if !self.announced {
                 self.announced = true;
-                self.up(&format!(
-                    "READY=1\nMAINPID={}\nSTATUS=serving: {label}",
+                self.up_ready(&format!(
+                    "MAINPID={}\nSTATUS=serving: {label}",
                     std::process::id()
                 ));
+            } else if self.reloading {
+                // A restart whose candidate took over when the generation
+                // it was to replace went away.
+                self.up_ready(&format!("STATUS=serving: {label}"));
             } else {
                 self.up(&format!("STATUS=serving: {label}"));
             }
@@ -741,7 +870,7 @@ impl Supervisor<'_> {
         {
             t.hand_to(pid);
         }
-        self.up(&format!("READY=1\nSTATUS=restart failed: {why}"));
+        self.up_ready(&format!("STATUS=restart failed: {why}"));
         if std::mem::take(&mut self.pending_restart) {
             self.start_restart();
         }
@@ -766,27 +895,36 @@ impl Supervisor<'_> {
     /// Handles what the generations sent: at most [`crate::sys::notify::BATCH`]
     /// datagrams, so a flood waits its turn behind signals and timers.
     /// Messages from processes that are not in a generation are dropped
-    /// (the first one is said with -v).
+    /// (the first one is said with -v), their fds closed.
     fn on_notify(&mut self) {
-        let mut events = Vec::new();
+        let mut got = Vec::new();
+        self.notify
+            .read(|d| got.push((d.pid, d.bytes.to_vec(), d.truncated, d.fds)));
         let mut stranger = None;
         // Each sender's generation is looked up once per batch: a flood
         // from one process costs one walk up /proc per batch.
         let mut owners: Vec<(i32, Option<u64>)> = Vec::new();
-        self.notify.read(|m| {
-            let owner = match owners.iter().find(|(pid, _)| *pid == m.pid) {
+        for (pid, bytes, truncated, fds) in got {
+            let owner = match owners.iter().find(|(p, _)| *p == pid) {
                 Some(&(_, owner)) => owner,
                 None => {
-                    let owner = self.owner(m.pid);
-                    owners.push((m.pid, owner));
+                    let owner = self.owner(pid);
+                    owners.push((pid, owner));
                     owner
                 }
             };
-            match owner {
-                Some(id) => events.push((id, m.has("READY=1"), m.get("STATUS").map(str::to_owned))),
-                None => stranger = Some(m.pid),
+            let Some(id) = owner else {
+                stranger = Some(pid);
+                continue;
+            };
+            match notice::parse(&bytes, truncated) {
+                Ok(n) => self.on_notice(id, &n, fds),
+                Err(why) => self.complain(
+                    id,
+                    &format!("sent a notification that is ignored as a whole: {why}"),
+                ),
             }
-        });
+        }
         if let Some(pid) = stranger
             && !std::mem::replace(&mut self.stranger_said, true)
             && self.args.verbose
@@ -795,14 +933,270 @@ impl Supervisor<'_> {
                 "ignored a notification from pid {pid}, which is not in a generation (not said again)"
             ));
         }
-        for (id, ready, status) in events {
-            if ready && self.sup.ready != Ready::Listen {
-                self.notifies = true;
-                self.on_ready(id, "READY=1");
+    }
+
+    /// Says something wrong about what generation `id` sent, once per
+    /// generation: a program that repeats the mistake cannot flood the log.
+    fn complain(&mut self, id: u64, what: &str) {
+        let label = self.label(id);
+        if let Some(g) = self.generation_mut(id)
+            && !std::mem::replace(&mut g.warned, true)
+        {
+            say(format_args!(
+                "{label} {what} (no more is said about its notifications)"
+            ));
+        }
+    }
+
+    /// One message from generation `id`, with the fds sent along, in
+    /// systemd's order (service_notify_message): READY=1, STATUS=,
+    /// ERRNO=, BUSERROR=, EXTEND_TIMEOUT_USEC=, WATCHDOG=,
+    /// WATCHDOG_USEC=, the fd store.
+    fn on_notice(&mut self, id: u64, n: &Notice<'_>, fds: Vec<OwnedFd>) {
+        if !n.invalid.is_empty() {
+            self.complain(
+                id,
+                &format!(
+                    "sent an invalid {}: ignored",
+                    n.invalid
+                        .iter()
+                        .map(|k| format!("{k}="))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        if n.ready && self.sup.ready != Ready::Listen {
+            self.notifies = true;
+            self.on_ready(id, "READY=1");
+        }
+        if self.current == Some(id) {
+            // What systemd would show for the service, from the one serving.
+            let label = self.label(id);
+            let mut relay = Vec::new();
+            relay.extend(n.status.map(|t| format!("STATUS={label}: {t}")));
+            relay.extend(n.errno.map(|e| format!("ERRNO={e}")));
+            relay.extend(n.bus_error.map(|e| format!("BUSERROR={e}")));
+            if !relay.is_empty() {
+                self.up(&relay.join("\n"));
             }
-            if let Some(status) = status.filter(|_| self.current == Some(id)) {
-                self.up(&format!("STATUS={}: {status}", self.label(id)));
+        }
+        if let Some(u) = n.extend_usec {
+            self.extend(id, u);
+        }
+        let now = Instant::now();
+        if let Some(g) = self.generation_mut(id) {
+            if let Some(u) = n.watchdog_usec {
+                // As systemd's WATCHDOG_USEC= override: a new interval,
+                // counted from now; 0 turns the watchdog off.
+                g.watchdog = usec(u);
             }
+            if (n.watchdog_ping || n.watchdog_usec.is_some()) && g.state == State::Ready {
+                g.watchdog_due = g.watchdog.and_then(|every| now.checked_add(every));
+            }
+        }
+        let mut fds = fds;
+        if n.fdstore_remove {
+            match n.fdname {
+                Some(name) => self.unstore(id, name),
+                None => self.complain(id, "sent FDSTOREREMOVE=1 without a valid FDNAME=: ignored"),
+            }
+        } else if n.fdstore {
+            fds = self.keep(id, fds, n.fdname, !n.no_fdpoll);
+        }
+        if !fds.is_empty() && self.args.verbose {
+            say(format_args!(
+                "{} sent {} fd(s) without FDSTORE=1, or more than the store takes: closed",
+                self.label(id),
+                fds.len()
+            ));
+        }
+        drop(fds);
+        if n.watchdog_trigger {
+            self.replace_stuck(id, "sent WATCHDOG=trigger");
+        }
+    }
+
+    /// `EXTEND_TIMEOUT_USEC=` from generation `id`: whatever deadline it
+    /// is under (ready, stop, watchdog) moves to `usec` from now, if that
+    /// is later, as systemd's service_extend_timeout() does; passed on
+    /// upward where systemd's own timeout for gracewrap runs meanwhile
+    /// (its start, a restart, its stop).
+    fn extend(&mut self, id: u64, usec_value: u64) {
+        let Some(by) = usec(usec_value) else { return };
+        let Some(to) = Instant::now().checked_add(by) else {
+            return;
+        };
+        let (announced, candidate, current) = (self.announced, self.candidate, self.current);
+        let shutting_down = self.shutting_down;
+        let Some(g) = self.generation_mut(id) else {
+            return;
+        };
+        let relay = match &mut g.state {
+            State::Starting => {
+                g.ready_by = g.ready_by.max(to);
+                candidate == Some(id) || (current == Some(id) && !announced)
+            }
+            State::Stopping { kill_at } => {
+                *kill_at = (*kill_at).max(to);
+                shutting_down
+            }
+            State::Ready => {
+                if let Some(due) = &mut g.watchdog_due {
+                    *due = (*due).max(to);
+                }
+                false
+            }
+            State::Killed => false,
+        };
+        if relay {
+            self.up(&format!("EXTEND_TIMEOUT_USEC={usec_value}"));
+        }
+    }
+
+    /// Keeps the fds generation `id` sent with `FDSTORE=1`, newest first,
+    /// as systemd's service_add_fd_store(): up to `--fdstore` of them, an
+    /// fd already stored (the same open file) only once. Returns those it
+    /// did not keep, to be closed.
+    fn keep(&mut self, id: u64, fds: Vec<OwnedFd>, name: Option<&str>, poll: bool) -> Vec<OwnedFd> {
+        let max = self.sup.fdstore;
+        if max == 0 {
+            if !fds.is_empty() {
+                self.complain(
+                    id,
+                    "sent fds with FDSTORE=1, but the fd store is off (--fdstore 0): closed",
+                );
+            }
+            return fds;
+        }
+        let name = name.unwrap_or(notice::STORED_NAME);
+        let mut rest = fds.into_iter();
+        for fd in rest.by_ref() {
+            if self.store.len() >= max {
+                let left = 1 + rest.len();
+                self.complain(
+                    id,
+                    &format!(
+                        "sent fds with FDSTORE=1, but the fd store is full (--fdstore {max}): {left} closed"
+                    ),
+                );
+                return std::iter::once(fd).chain(rest).collect();
+            }
+            if self
+                .store
+                .iter()
+                .any(|s| crate::sys::raw::same_file(s.fd.as_fd(), fd.as_fd()))
+            {
+                continue;
+            }
+            let fd = match rustix::io::fcntl_dupfd_cloexec(&fd, self.store_floor) {
+                Ok(high) => high,
+                Err(e) => {
+                    say(format_args!(
+                        "cannot keep an fd {} stored: {}",
+                        self.label(id),
+                        reason(e)
+                    ));
+                    continue;
+                }
+            };
+            if self.args.verbose {
+                say(format_args!(
+                    "stored {} as {} for the next generations (from {}; {} of {max} stored)",
+                    what_fd(&fd),
+                    crate::msg::quote(OsStr::new(name)),
+                    self.label(id),
+                    self.store.len() + 1
+                ));
+            }
+            self.store.insert(
+                0,
+                Stored {
+                    fd,
+                    name: name.to_string(),
+                    poll,
+                },
+            );
+        }
+        Vec::new()
+    }
+
+    /// `FDSTOREREMOVE=1`: every stored fd named `name` is closed.
+    fn unstore(&mut self, id: u64, name: &str) {
+        let before = self.store.len();
+        self.store.retain(|s| s.name != name);
+        if self.args.verbose {
+            say(format_args!(
+                "removed {} stored fd(s) named {} (FDSTOREREMOVE=1 from {})",
+                before - self.store.len(),
+                crate::msg::quote(OsStr::new(name)),
+                self.label(id)
+            ));
+        }
+    }
+
+    /// Generation `id` is stuck (its watchdog ran out, or it said so with
+    /// WATCHDOG=trigger): replaced as a restart replaces a generation,
+    /// but without waiting, since it serves no more. A new generation
+    /// starts (or the one a restart had started takes over) and the stuck
+    /// one gets the stop signal, then SIGKILL. A candidate that is stuck
+    /// is a failed restart; one already stopping is left to its stop.
+    fn replace_stuck(&mut self, id: u64, why: &str) {
+        let label = self.label(id);
+        if self.current == Some(id) {
+            if self.shutting_down {
+                say(format_args!("watchdog: {label} {why}; stopping it"));
+                self.stop(id);
+                return;
+            }
+            self.stop(id);
+            self.current = None;
+            if let Some(next) = self.candidate.take() {
+                say(format_args!(
+                    "watchdog: {label} {why}; stopping it, {} (started by the restart in progress) takes over",
+                    self.label(next)
+                ));
+                self.current = Some(next);
+            } else {
+                self.start_generation();
+                say(format_args!(
+                    "watchdog: {label} {why}; stopping it, {} takes over",
+                    self.serving()
+                ));
+            }
+            self.up(&format!("STATUS=watchdog: {label} {why}; replaced"));
+        } else if self.candidate == Some(id)
+            && self
+                .generation(id)
+                .is_some_and(|g| g.state == State::Starting)
+        {
+            say(format_args!(
+                "watchdog: {label} {why} before it was ready; stopping it, {} keeps serving",
+                self.serving()
+            ));
+            self.stop(id);
+            self.candidate_failed(&format!("{label} {why}"));
+        }
+    }
+
+    /// Why WATCHDOG=1 must not go up now, if it must not: nothing
+    /// serves, or the generation serving is stuck (its own watchdog ran
+    /// out) or not ready in time. Before gracewrap's own READY=1,
+    /// systemd's start timeout covers a slow first generation.
+    fn unhealthy(&self) -> Option<String> {
+        let now = Instant::now();
+        let Some(g) = self.current.and_then(|c| self.generation(c)) else {
+            return Some("no generation serves".into());
+        };
+        let label = self.label(g.id);
+        match g.state {
+            State::Ready => g
+                .watchdog_due
+                .filter(|&due| now >= due)
+                .map(|_| format!("{label} is stuck (its watchdog ran out)")),
+            State::Starting if !self.announced || now < g.ready_by => None,
+            State::Starting => Some(format!("{label} is not ready in time")),
+            State::Stopping { .. } | State::Killed => Some(format!("{label} is stopping")),
         }
     }
 
@@ -948,10 +1342,18 @@ impl Supervisor<'_> {
         if let Some(g) = self.candidate.and_then(|id| self.generation(id))
             && g.state == State::Starting
         {
-            out.push((
-                g.started + self.sup.ready_timeout,
-                Timer::ReadyTimeout(g.id),
-            ));
+            out.push((g.ready_by, Timer::ReadyTimeout(g.id)));
+        }
+        out.extend(
+            self.gens
+                .iter()
+                .filter_map(|g| match (g.state, g.watchdog_due) {
+                    (State::Ready, Some(due)) => Some((due, Timer::Watchdog(g.id))),
+                    _ => None,
+                }),
+        );
+        if let Some(every) = self.up_watchdog {
+            out.push((self.up_pinged + every / 2, Timer::WatchdogUp));
         }
         out.extend(self.gens.iter().filter_map(|g| match g.state {
             State::Stopping { kill_at } => Some((kill_at, Timer::Kill(g.id))),
@@ -1025,8 +1427,17 @@ impl Supervisor<'_> {
                     return;
                 }
                 let label = self.label(id);
+                let extended = self
+                    .generation(id)
+                    .filter(|g| g.ready_by > g.started + self.sup.ready_timeout)
+                    .map_or(String::new(), |g| {
+                        format!(
+                            ", extended to {} by EXTEND_TIMEOUT_USEC=",
+                            Dur(g.ready_by - g.started)
+                        )
+                    });
                 say(format_args!(
-                    "{label} was not ready within {} ({}); stopping it, {} keeps serving",
+                    "{label} was not ready within {}{extended} ({}); stopping it, {} keeps serving",
                     Dur(self.sup.ready_timeout),
                     self.not_ready_because(),
                     self.serving()
@@ -1056,6 +1467,35 @@ impl Supervisor<'_> {
                 // Not a reload: no RELOADING=1 for the service manager.
                 if !self.shutting_down {
                     self.start_generation();
+                }
+            }
+            Timer::Watchdog(id) => {
+                let Some(g) = self.generation(id) else { return };
+                if let (State::Ready, Some(due), Some(every)) =
+                    (g.state, g.watchdog_due, g.watchdog)
+                    && Instant::now() >= due
+                {
+                    self.replace_stuck(id, &format!("sent no WATCHDOG=1 for {}", Dur(every)));
+                }
+            }
+            Timer::WatchdogUp => {
+                self.up_pinged = Instant::now();
+                // systemd's watchdog does not run while a service stops.
+                if self.shutting_down {
+                    return;
+                }
+                match self.unhealthy() {
+                    None => {
+                        self.up_withheld = false;
+                        self.up("WATCHDOG=1");
+                    }
+                    Some(why) => {
+                        if !std::mem::replace(&mut self.up_withheld, true) {
+                            say(format_args!(
+                                "not sending WATCHDOG=1 to the service manager while {why}"
+                            ));
+                        }
+                    }
                 }
             }
             Timer::Leftovers => {
@@ -1116,6 +1556,26 @@ impl Supervisor<'_> {
         }
     }
 
+    /// Drops the polled stored fds that hung up (`hung_up`: one flag per
+    /// stored fd with `poll`, in store order).
+    fn drop_hung_up(&mut self, hung_up: &[bool]) {
+        if !hung_up.contains(&true) {
+            return;
+        }
+        let mut flags = hung_up.iter();
+        let verbose = self.args.verbose;
+        self.store.retain(|s| {
+            let gone = s.poll && flags.next() == Some(&true);
+            if gone && verbose {
+                say(format_args!(
+                    "stored fd {} hung up: closed",
+                    crate::msg::quote(OsStr::new(&s.name))
+                ));
+            }
+            !gone
+        });
+    }
+
     fn run(&mut self) -> Result<Status> {
         loop {
             if self.gens.is_empty()
@@ -1124,6 +1584,7 @@ impl Supervisor<'_> {
             {
                 return Ok(self.status.or(self.last_exit).unwrap_or(Status::Program(0)));
             }
+            let hung_up: Vec<bool>;
             let timeout = self.next_deadline(Instant::now()).map(|t| {
                 let d = t.saturating_duration_since(Instant::now());
                 Timespec {
@@ -1142,11 +1603,25 @@ impl Supervisor<'_> {
                 if let Some(control) = &control {
                     polls.push(PollFd::new(control, PollFlags::IN));
                 }
+                // Stored fds: no events asked for, so only POLLHUP and
+                // POLLERR (a peer gone) wake us, as in systemd.
+                let first_stored = polls.len();
+                polls.extend(
+                    self.store
+                        .iter()
+                        .filter(|s| s.poll)
+                        .map(|s| PollFd::new(&s.fd, PollFlags::empty())),
+                );
                 match poll(&mut polls, timeout.as_ref()) {
                     Ok(_) | Err(rustix::io::Errno::INTR) => {}
                     Err(e) => return Err(anyhow!("poll failed: {}", reason(e))),
                 }
+                hung_up = polls[first_stored..]
+                    .iter()
+                    .map(|p| p.revents().intersects(PollFlags::HUP | PollFlags::ERR))
+                    .collect();
             }
+            self.drop_hung_up(&hung_up);
             // Notifications before reaping: a generation that said READY=1
             // and then died is still counted as having been ready.
             self.on_notify();
@@ -1185,6 +1660,34 @@ fn kill(pid: i32, sig: i32, group: bool) {
         }
     }
     let _ = raw::kill(pid, sig);
+}
+
+/// What a stored fd is, for messages.
+fn what_fd(fd: &OwnedFd) -> String {
+    use rustix::fs::FileType;
+    let Ok(st) = rustix::fs::fstat(fd) else {
+        return "an fd".into();
+    };
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Fifo => "a pipe".into(),
+        FileType::RegularFile => "a file".into(),
+        FileType::Directory => "a directory".into(),
+        FileType::CharacterDevice | FileType::BlockDevice => "a device".into(),
+        FileType::Socket => {
+            let me = crate::socket::describe(fd);
+            if rustix::net::sockopt::socket_acceptconn(fd).unwrap_or(false) {
+                format!("the listening socket {me}")
+            } else if let Ok(Some(peer)) = rustix::net::getpeername(fd) {
+                match std::net::SocketAddr::try_from(peer) {
+                    Ok(peer) => format!("a connection from {peer} to {me}"),
+                    Err(_) => format!("a connection to {me}"),
+                }
+            } else {
+                format!("the socket {me}")
+            }
+        }
+        _ => "an fd".into(),
+    }
 }
 
 /// Our children, zombies included (/proc/self/task/*/children).

@@ -18,11 +18,13 @@
 //!
 //! Whoever can reach it, reading is bounded: at most [`BATCH`] datagrams
 //! per wake-up, each handled as it is read (one buffer, nothing queued in
-//! gracewrap), and fds sent along are closed at once.
+//! gracewrap); fds sent along are handed over with their datagram, for the
+//! supervisor to keep (the fd store, bounded by `--fdstore`) or close.
 //!
 //! Upward: when gracewrap itself was given `NOTIFY_SOCKET` (a systemd
 //! `Type=notify` service), it reports READY=1, RELOADING=1, STOPPING=1,
-//! STATUS= and MAINPID= (its own pid, so `NotifyAccess=main` works).
+//! STATUS=, ERRNO=, BUSERROR=, EXTEND_TIMEOUT_USEC=, WATCHDOG=1 and
+//! MAINPID= (its own pid, so `NotifyAccess=main` works).
 
 use std::ffi::{OsStr, OsString};
 use std::io::IoSliceMut;
@@ -33,8 +35,9 @@ use std::os::unix::ffi::OsStrExt;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags, SocketAddrUnix,
-    SocketFlags, SocketType, bind, getsockname, recvmsg, sendto, socket_with, sockopt,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags,
+    SocketAddrUnix, SocketFlags, SocketType, bind, getsockname, recvmsg, sendto, socket_with,
+    sockopt,
 };
 
 /// The most datagrams read per wake-up: a flood cannot keep the
@@ -65,26 +68,19 @@ struct Place {
 /// The socket file's name in the private directory.
 const FILE: &str = "notify";
 
-/// One message from a child.
+/// One datagram from a child, as it came: the parsing is
+/// [`crate::notice::parse`]'s.
 #[derive(Debug)]
-pub struct Message<'a> {
+pub struct Datagram<'a> {
     /// The sender's pid as the kernel saw it.
     pub pid: i32,
-    pub text: &'a str,
-}
-
-impl Message<'_> {
-    /// Whether an assignment `KEY=VALUE` is in the message.
-    pub fn has(&self, assignment: &str) -> bool {
-        self.text.lines().any(|l| l == assignment)
-    }
-
-    /// The value of `KEY=` in the message, if present.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.text
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-    }
+    pub bytes: &'a [u8],
+    /// It was longer than the buffer, or had more fds than fit (the
+    /// kernel closed those): systemd ignores such a datagram.
+    pub truncated: bool,
+    /// The fds sent along (SCM_RIGHTS), close-on-exec; dropping them
+    /// closes them.
+    pub fds: Vec<OwnedFd>,
 }
 
 impl Listener {
@@ -130,20 +126,21 @@ impl Listener {
         self.sock.as_fd()
     }
 
-    /// Reads up to [`BATCH`] waiting messages, handing each to `each` with
-    /// its sender's pid; returns how many datagrams were read (so fewer
-    /// than [`BATCH`] means the queue is empty). Fds sent along are closed;
-    /// a message without credentials (impossible with SO_PASSCRED) is
-    /// dropped; bytes that are not UTF-8 are replaced.
-    pub fn read(&self, mut each: impl FnMut(Message<'_>)) -> usize {
-        let mut buf = [0u8; 4096];
+    /// Reads up to [`BATCH`] waiting datagrams, handing each to `each`
+    /// with its sender's pid; returns how many were read (so fewer than
+    /// [`BATCH`] means the queue is empty). A datagram without credentials
+    /// (impossible with SO_PASSCRED) is dropped, its fds closed.
+    pub fn read(&self, mut each: impl FnMut(Datagram<'_>)) -> usize {
+        // One byte more than the longest datagram taken, to see a longer one.
+        let mut buf = [0u8; crate::notice::MAX_BYTES + 1];
+        // SCM_MAX_FD (253) is the most fds one datagram can carry.
         let mut space =
-            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1), ScmRights(8))];
+            [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1), ScmRights(253))];
         let mut read = 0;
         while read < BATCH {
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut iov = [IoSliceMut::new(&mut buf)];
-            let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+            let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC;
             let msg = match recvmsg(&self.sock, &mut iov, &mut control, flags) {
                 Ok(msg) => msg,
                 Err(Errno::INTR) => continue,
@@ -151,20 +148,28 @@ impl Listener {
             };
             read += 1;
             let mut pid = None;
+            let mut fds = Vec::new();
             for cmsg in control.drain() {
                 match cmsg {
                     RecvAncillaryMessage::ScmCredentials(cred) => {
                         pid = Some(cred.pid.as_raw_nonzero().get())
                     }
-                    // Fds sent along (FDSTORE=1): not kept, closed here.
-                    RecvAncillaryMessage::ScmRights(fds) => fds.for_each(drop),
+                    RecvAncillaryMessage::ScmRights(received) => fds.extend(received),
                     _ => {}
                 }
             }
+            let truncated = msg.bytes > buf.len()
+                || msg
+                    .flags
+                    .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC);
             if let Some(pid) = pid {
                 let n = msg.bytes.min(buf.len());
-                let text = String::from_utf8_lossy(&buf[..n]);
-                each(Message { pid, text: &text });
+                each(Datagram {
+                    pid,
+                    bytes: &buf[..n],
+                    truncated,
+                    fds,
+                });
             }
         }
         read

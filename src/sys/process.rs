@@ -151,6 +151,12 @@ impl Env {
         self
     }
 
+    /// Removes `name`.
+    pub fn unset(&mut self, name: &str) -> &mut Env {
+        self.0.retain(|e| !is_entry_of(e, name.as_bytes()));
+        self
+    }
+
     /// The value of `name`, if set.
     pub fn get(&self, name: &str) -> Option<&OsStr> {
         self.0.iter().find_map(|e| {
@@ -352,9 +358,15 @@ pub fn die_with_parent(parent: u32) -> anyhow::Result<()> {
 
 /// What a forked child does before exec. Raw syscalls only.
 #[derive(Debug, Clone, Copy)]
-pub struct Setup {
+pub struct Setup<'a> {
     /// Put this fd (of the parent) at fd 3 without CLOEXEC.
     pub fd3: Option<RawFd>,
+    /// Put these fds (of the parent) at `extra_at`, `extra_at + 1`...
+    /// without CLOEXEC (the supervisor's fd store). Each must be at
+    /// `extra_at + extra.len()` or above, so that no move overwrites one
+    /// still to be moved.
+    pub extra: &'a [RawFd],
+    pub extra_at: RawFd,
     /// Get SIGTERM when gracewrap dies (PR_SET_PDEATHSIG).
     pub deathsig: bool,
     /// Lead a new process group.
@@ -375,13 +387,15 @@ pub struct Setup {
     mask: u64,
 }
 
-impl Setup {
-    pub fn new(caught: &[i32], keep_signals: bool, mask: u64) -> Setup {
+impl Setup<'_> {
+    pub fn new(caught: &[i32], keep_signals: bool, mask: u64) -> Setup<'static> {
         let mut arr = [0; 64];
         let n = caught.len().min(64);
         arr[..n].copy_from_slice(&caught[..n]);
         Setup {
             fd3: None,
+            extra: &[],
+            extra_at: 0,
             deathsig: false,
             new_group: false,
             terminal_from: [0; 2],
@@ -398,7 +412,8 @@ impl Setup {
         // SAFETY: async-signal-safe calls only (prctl, getppid, fcntl,
         // dup2, setpgid, tcgetpgrp, getpid, tcsetpgrp, and raw
         // rt_sigaction and rt_sigprocmask in child_reset), on plain data
-        // (`terminal_from` is an array in `self`); nothing allocates.
+        // (`terminal_from` is an array in `self`, `extra` a slice the
+        // parent keeps alive across fork); nothing allocates.
         unsafe {
             if self.deathsig {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
@@ -414,6 +429,13 @@ impl Setup {
             };
             if placed < 0 {
                 return Err(errno());
+            }
+            // Every source is above every target (see `extra`): no move
+            // overwrites an fd still to be moved.
+            for (i, &fd) in self.extra.iter().enumerate() {
+                if libc::dup2(fd, self.extra_at + i as RawFd) < 0 {
+                    return Err(errno());
+                }
             }
             if self.new_group {
                 libc::setpgid(0, 0);
@@ -455,11 +477,17 @@ impl Child {
     /// fork(2), `setup` in the child, execve(2) of /proc/self/exe. Returns
     /// the child's pid once it has exec'd, or why it could not: the child
     /// writes its errno to a CLOEXEC pipe, which an exec closes.
-    pub fn spawn(&self, setup: &Setup) -> io::Result<i32> {
+    pub fn spawn(&self, setup: &Setup<'_>) -> io::Result<i32> {
         use std::os::fd::AsRawFd;
         let argv = CArray::argv(&self.argv);
         let envp = CArray::new(self.env.0.clone());
-        let (status_r, status_w) = io::pipe()?;
+        let (status_r, mut status_w) = io::pipe()?;
+        if !setup.extra.is_empty() {
+            // Above the fds the child places: a failure is reported on
+            // this pipe, never written into a stored fd.
+            let above = setup.extra_at + setup.extra.len() as RawFd;
+            status_w = rustix::io::fcntl_dupfd_cloexec(&status_w, above)?.into();
+        }
         let w = status_w.as_raw_fd();
         // SAFETY: gracewrap is single-threaded, so the child may run any
         // code; it runs only syscalls on memory prepared above, and ends in

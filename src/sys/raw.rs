@@ -1,11 +1,11 @@
 //! The few C calls and types rustix does not wrap, each behind a safe
 //! function: setsockopt(2) for options without a typed setter,
-//! if_nametoindex(3), `struct sockaddr_vm`, clock_gettime(2), and
-//! getpgrp(2) where rustix's would not expect 0.
+//! if_nametoindex(3), `struct sockaddr_vm`, clock_gettime(2), kcmp(2),
+//! and getpgrp(2) where rustix's would not expect 0.
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use rustix::io::Errno;
 
@@ -56,6 +56,53 @@ pub fn kill(pid: i32, sig: i32) -> Result<(), Errno> {
         Ok(())
     } else {
         Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::INVAL))
+    }
+}
+
+/// Whether two of our fds are the same open file description, as
+/// systemd's `same_fd()` decides for its fd store: kcmp(2) with
+/// KCMP_FILE, else fcntl F_DUPFD_QUERY (Linux 6.10), else the same inode
+/// with the same access flags (never for devices, where many opens of one
+/// node differ).
+pub fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    const KCMP_FILE: libc::c_long = 0;
+    const F_DUPFD_QUERY: libc::c_int = 1027;
+    let (fa, fb) = (a, b);
+    let (a, b) = (a.as_raw_fd(), b.as_raw_fd());
+    let pid = libc::c_long::from(rustix::process::getpid().as_raw_nonzero().get());
+    // SAFETY: kcmp(2) takes plain integers and only compares.
+    let k = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid,
+            pid,
+            KCMP_FILE,
+            libc::c_long::from(a),
+            libc::c_long::from(b),
+        )
+    };
+    if k >= 0 {
+        return k == 0;
+    }
+    // SAFETY: fcntl(2) with an int argument; an unknown command is EINVAL.
+    let q = unsafe { libc::fcntl(a, F_DUPFD_QUERY, b) };
+    if q >= 0 {
+        return q == 1;
+    }
+    let stat = |fd: BorrowedFd<'_>| {
+        let st = rustix::fs::fstat(fd).ok()?;
+        let flags = rustix::fs::fcntl_getfl(fd).ok()?;
+        Some((st.st_dev, st.st_ino, st.st_mode, flags))
+    };
+    match (stat(fa), stat(fb)) {
+        (Some(x), Some(y)) => {
+            let device = matches!(
+                rustix::fs::FileType::from_raw_mode(x.2),
+                rustix::fs::FileType::CharacterDevice | rustix::fs::FileType::BlockDevice
+            );
+            x == y && !device
+        }
+        _ => false,
     }
 }
 
