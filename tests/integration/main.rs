@@ -42,6 +42,9 @@ mod props;
 mod readiness;
 /// gracewrap --restart: the restart command that waits.
 mod restart_command;
+/// The rest of systemd's service protocol: watchdog, fd store,
+/// EXTEND_TIMEOUT_USEC=, what goes up (issue 14).
+mod service_protocol;
 /// --supervise: graceful restarts, PID-1 duties, sd_notify.
 mod supervise;
 /// The supervisor under a terminal: one Ctrl-C, the foreground, `stty tostop`.
