@@ -13,6 +13,7 @@
 //! spec      the SPEC grammar
 //! sys       processes, signals, users, sd_notify, raw calls
 //! protocol  LISTEN_* and NOTIFY_SOCKET names, FIRST_FD
+//! notice    sd_notify datagrams, read as systemd reads them (pure)
 //! exit msg  the exit status; how messages are worded
 //! ```
 #![cfg_attr(not(test), no_main)]

@@ -680,3 +680,16 @@ fn stored_fds_are_closed_when_gracewrap_exits() {
     gw.wait();
     assert_eq!(reader.read(&mut buf).unwrap(), 0, "EOF: no writer left");
 }
+
+#[test]
+fn an_fd_store_the_fd_limit_cannot_hold_fails_at_start() {
+    let g = Gen::new("store-limit");
+    let mut cmd = supervise(&g, &["--fdstore", "4096"], "relay");
+    with_nofile(&mut cmd, 1024, 1024);
+    let out = run(&mut cmd);
+    out.expect_code(125).expect_stderr(
+        "gracewrap: --fdstore 4096 needs 8192 more file descriptors, but RLIMIT_NOFILE allows only 1024",
+    );
+    // Nothing started.
+    assert!(g.log().is_empty());
+}
