@@ -199,7 +199,10 @@ pub fn errno_is_valid(value: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
     });
-    name || parse_u64(value.as_bytes()).is_some_and(|v| v <= 4095)
+    // Digits only, no leading white space: the value goes upward as it is.
+    let number = value.bytes().all(|b| b.is_ascii_digit())
+        && parse_u64(value.as_bytes()).is_some_and(|v| v <= 4095);
+    name || number
 }
 
 /// systemd's `string_is_safe_ascii()`: ASCII without control characters,
