@@ -20,6 +20,9 @@ mod exec;
 /// Faults and load: signal storms, misbehaving generations, --accept
 /// under 2000 concurrent connections; no fd, zombie or memory leak.
 mod faults;
+/// --fdstore: fds stored by one generation reach the next ones
+/// (examples/fdstore_echo.py keeps a client connected across a restart).
+mod fdstore;
 /// The resident modes under attack and under faults (issue 12).
 mod hardening;
 /// Unix socket files, privilege drop, socket options (as root).
