@@ -116,6 +116,11 @@ const LOOK_SLOW: Duration = Duration::from_millis(200);
 /// a time the clock can hold.
 const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// The longest `LISTEN_FDNAMES` value: an environment string holds at
+/// most 32 pages (MAX_ARG_STRLEN), `LISTEN_FDNAMES=` and its NUL
+/// included; a longer one would make every later generation's exec fail.
+const MAX_NAMES: usize = 32 * 4096 - "LISTEN_FDNAMES=".len() - 1;
+
 /// `usec` from a generation as a duration; None for 0 and infinity
 /// (`UINT64_MAX`), which systemd takes as "none" (`timestamp_is_set`).
 fn usec(usec: u64) -> Option<Duration> {
@@ -896,9 +901,11 @@ impl Supervisor<'_> {
     /// datagrams, so a flood waits its turn behind signals and timers.
     /// Messages from processes that are not in a generation are dropped
     /// (the first one is said with -v), their fds closed.
-    fn on_notify(&mut self) {
+    /// Returns how many datagrams were read.
+    fn on_notify(&mut self) -> usize {
         let mut got = Vec::new();
-        self.notify
+        let read = self
+            .notify
             .read(|d| got.push((d.pid, d.bytes.to_vec(), d.truncated, d.fds)));
         let mut stranger = None;
         // Each sender's generation is looked up once per batch: a flood
@@ -933,6 +940,7 @@ impl Supervisor<'_> {
                 "ignored a notification from pid {pid}, which is not in a generation (not said again)"
             ));
         }
+        read
     }
 
     /// Says something wrong about what generation `id` sent, once per
@@ -1089,6 +1097,16 @@ impl Supervisor<'_> {
             {
                 continue;
             }
+            if self.names_len() + 1 + name.len() > MAX_NAMES {
+                let left = 1 + rest.len();
+                self.complain(
+                    id,
+                    &format!(
+                        "sent fds with FDSTORE=1, but their names would make LISTEN_FDNAMES longer than the {MAX_NAMES} bytes an environment string can hold: {left} closed"
+                    ),
+                );
+                return std::iter::once(fd).chain(rest).collect();
+            }
             let fd = match rustix::io::fcntl_dupfd_cloexec(&fd, self.store_floor) {
                 Ok(high) => high,
                 Err(e) => {
@@ -1119,6 +1137,11 @@ impl Supervisor<'_> {
             );
         }
         Vec::new()
+    }
+
+    /// The length of `LISTEN_FDNAMES`'s value with the fd store.
+    fn names_len(&self) -> usize {
+        self.names.len() + self.store.iter().map(|s| 1 + s.name.len()).sum::<usize>()
     }
 
     /// `FDSTOREREMOVE=1`: every stored fd named `name` is closed.
@@ -1258,6 +1281,20 @@ impl Supervisor<'_> {
     fn reap(&mut self) {
         let mut exited = Vec::new();
         resident::reap(|pid, status| exited.push((pid, status)));
+        // What a generation sent before it exited is queued by now: read
+        // while it is still known, or it would count as a stranger's (a
+        // READY=1, or fds stored just before the exit, lost). Bounded: a
+        // flood from others cannot hold the loop here.
+        if exited
+            .iter()
+            .any(|(pid, _)| self.gens.iter().any(|g| g.pid == *pid))
+        {
+            for _ in 0..16 {
+                if self.on_notify() < crate::sys::notify::BATCH {
+                    break;
+                }
+            }
+        }
         for (pid, status) in exited {
             self.inherited.retain(|&p| p != pid);
             // Not a generation: a re-parented orphan, reaped; nothing else.
@@ -1624,7 +1661,7 @@ impl Supervisor<'_> {
             self.drop_hung_up(&hung_up);
             // Notifications before reaping: a generation that said READY=1
             // and then died is still counted as having been ready.
-            self.on_notify();
+            let _ = self.on_notify();
             self.on_control();
             for sig in self.watch.take() {
                 if sig == libc::SIGCHLD {
