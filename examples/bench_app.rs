@@ -15,6 +15,12 @@
 //! Start-up: sleeps `BENCH_STARTUP_MS` (default 200) before serving, as a
 //! program that loads its data would, then sends `READY=1` to
 //! `$NOTIFY_SOCKET` when that is set (`@name` is an abstract address).
+//! With `BENCH_EXTEND_MS` set, it first asks for that much more time to
+//! start (`EXTEND_TIMEOUT_USEC=`). With `BENCH_WATCHDOG_MS` set, once
+//! serving it sends `WATCHDOG=1` every that many milliseconds until it is
+//! told to stop, if its watchdog is enabled as sd_watchdog_enabled(3)
+//! reads it (`WATCHDOG_USEC` set, `WATCHDOG_PID` unset or this process);
+//! if not, it says so and sends none.
 //!
 //! Protocol, one request per connection, answered then closed:
 //! `fast\n` -> `ok PID START\n` at once; `slow\n` -> the same after 1 s
@@ -62,6 +68,15 @@ fn env_ms(name: &str, default: u64) -> Duration {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default),
     )
+}
+
+/// A duration in milliseconds from the environment, if set (and valid).
+fn env_opt_ms(name: &str) -> Option<Duration> {
+    let v = std::env::var(name).ok()?;
+    match v.parse() {
+        Ok(ms) => Some(Duration::from_millis(ms)),
+        Err(_) => die(&format!("{name}={v:?}: not a number of milliseconds")),
+    }
 }
 
 fn die(text: &str) -> ! {
@@ -139,6 +154,34 @@ fn notify(text: &str) {
     });
     if let Err(e) = sent {
         eprintln!("bench_app[{}]: sd_notify failed: {e}", std::process::id());
+    }
+}
+
+/// `WATCHDOG=1` every `every` from a thread of its own, until `stop`;
+/// only if the watchdog is ours (sd_watchdog_enabled(3)).
+fn ping_watchdog(every: Duration, stop: Arc<AtomicBool>) {
+    let me = std::process::id().to_string();
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    let why_not = match (&usec, &pid) {
+        (None, _) => Some("WATCHDOG_USEC is not set".to_string()),
+        (Some(_), Some(p)) if *p != me => Some(format!("WATCHDOG_PID={p} is not this process")),
+        _ => None,
+    };
+    if let Some(why) = why_not {
+        eprintln!("bench_app[{me}]: BENCH_WATCHDOG_MS is set but {why}: no WATCHDOG=1");
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                notify("WATCHDOG=1");
+                std::thread::sleep(every);
+            }
+        });
+    if let Err(e) = spawned {
+        die(&format!("thread: {e}"));
     }
 }
 
@@ -241,6 +284,9 @@ fn main() {
 
     // The slow start, cut short by a stop signal.
     let started = Instant::now();
+    if let Some(more) = env_opt_ms("BENCH_EXTEND_MS") {
+        notify(&format!("EXTEND_TIMEOUT_USEC={}", more.as_micros()));
+    }
     while !stop.load(Ordering::SeqCst) {
         let left = startup.saturating_sub(started.elapsed());
         if left.is_zero() {
@@ -260,6 +306,9 @@ fn main() {
     if !stop.load(Ordering::SeqCst) {
         state.set("serving");
         notify("READY=1");
+        if let Some(every) = env_opt_ms("BENCH_WATCHDOG_MS") {
+            ping_watchdog(every, Arc::clone(&stop));
+        }
     }
     while !stop.load(Ordering::SeqCst) {
         let mut fds = [
