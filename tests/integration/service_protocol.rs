@@ -652,9 +652,14 @@ fn stored_fds_are_dropped_on_hangup_and_kept_once() {
     gw.stderr_line("stored a pipe as gone for");
     gw.stderr_line("stored a file as a for");
     gw.stderr_line("removed 0 stored fd(s) named nothing-by-that-name");
-    // Its write end closed: the stored read end hung up.
-    gw.stderr_line("stored fd gone hung up: closed");
-    gw.stderr_line("is ready");
+    // Its write end closed: the stored read end hung up (before or after
+    // READY=1 is read: either order).
+    let (mut ready, mut hung_up) = (false, false);
+    while !(ready && hung_up) {
+        let line = gw.stderr_line("");
+        ready |= line.contains("is ready");
+        hung_up |= line.contains("stored fd gone hung up: closed");
+    }
     signal(&gw, libc::SIGHUP);
     gw.stderr_line("it serves now");
     // The memfd sent twice was stored once; the pipe is gone.
