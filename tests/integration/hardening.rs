@@ -151,12 +151,6 @@ fn stopped_during_the_restart_back_off_gracewrap_exits_with_the_last_status() {
     assert_eq!(gw.wait().code(), Some(3), "{:?}", gw.stderr_seen);
 }
 
-fn signal(gw: &Running, sig: i32) {
-    let pid = rustix::process::Pid::from_raw(gw.child.id() as i32).unwrap();
-    let sig = rustix::process::Signal::from_named_raw(sig).unwrap();
-    rustix::process::kill_process(pid, sig).unwrap();
-}
-
 /// A service manager that does not read its NOTIFY_SOCKET: gracewrap's
 /// messages upward are dropped, never waited for. They blocked sendto(2)
 /// once the queue was full (10 datagrams), and SIGTERM went unheard.

@@ -33,7 +33,7 @@ fn restarts_with(options: &[&str], program: &[&str], how: &str) -> Duration {
     assert!(first.contains(how), "{program:?}: {first}");
     answers(&addr);
     let start = Instant::now();
-    signal_gw(&gw, libc::SIGHUP);
+    signal(&gw, libc::SIGHUP);
     let line = gw.stderr_line("it serves now");
     let took = start.elapsed();
     assert!(
@@ -41,7 +41,7 @@ fn restarts_with(options: &[&str], program: &[&str], how: &str) -> Duration {
         "{program:?}: {line}"
     );
     answers(&addr);
-    signal_gw(&gw, libc::SIGTERM);
+    signal(&gw, libc::SIGTERM);
     gw.wait();
     took
 }
@@ -52,12 +52,6 @@ fn restarts_with(options: &[&str], program: &[&str], how: &str) -> Duration {
 #[track_caller]
 fn answers(addr: &str) {
     wait_until("an answer", || try_http_get(addr).is_ok());
-}
-
-fn signal_gw(gw: &Running, sig: i32) {
-    let pid = rustix::process::Pid::from_raw(gw.child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::from_named_raw(sig).unwrap())
-        .unwrap();
 }
 
 /// A Python program on fd 3.
@@ -234,11 +228,11 @@ fn later_generation_fails(mode: &str, options: &[&str]) -> String {
     ]));
     let addr = gw.listening_addr();
     gw.stderr_line("is ready");
-    signal_gw(&gw, libc::SIGHUP);
+    signal(&gw, libc::SIGHUP);
     let line = gw.stderr_line("was not ready within 1s");
     // The old generation keeps serving.
     assert!(std::net::TcpStream::connect(&addr).is_ok(), "{mode}");
-    signal_gw(&gw, libc::SIGTERM);
+    signal(&gw, libc::SIGTERM);
     gw.wait();
     line
 }

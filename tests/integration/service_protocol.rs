@@ -223,12 +223,6 @@ fn supervise(g: &Gen, options: &[&str], mode: &str) -> Command {
     cmd
 }
 
-fn signal(gw: &Running, sig: i32) {
-    let pid = rustix::process::Pid::from_raw(gw.child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::from_named_raw(sig).unwrap())
-        .unwrap();
-}
-
 /// The pid in a line naming `generation N (pid P)`.
 fn pid_of(line: &str, generation: u32) -> String {
     let key = format!("generation {generation} (pid ");
@@ -650,15 +644,19 @@ fn stored_fds_are_dropped_on_hangup_and_kept_once() {
     let g = Gen::new("store-remove");
     let mut gw = Running::spawn(&mut supervise(&g, &["--fdstore", "8"], "store-remove"));
     gw.stderr_line("stored a pipe as gone for");
-    gw.stderr_line("stored a file as a for");
-    gw.stderr_line("removed 0 stored fd(s) named nothing-by-that-name");
-    // Its write end closed: the stored read end hung up (before or after
-    // READY=1 is read: either order).
-    let (mut ready, mut hung_up) = (false, false);
-    while !(ready && hung_up) {
+    // The rest in any order: the read end hangs up once the write end is
+    // closed, which gracewrap may see before or after it reads the
+    // messages sent before that, and READY=1.
+    let mut wanted = vec![
+        "stored a file as a for",
+        "removed 0 stored fd(s) named nothing-by-that-name",
+        // Its write end closed: the stored read end hung up.
+        "stored fd gone hung up: closed",
+        "is ready",
+    ];
+    while !wanted.is_empty() {
         let line = gw.stderr_line("");
-        ready |= line.contains("is ready");
-        hung_up |= line.contains("stored fd gone hung up: closed");
+        wanted.retain(|w| !line.contains(w));
     }
     signal(&gw, libc::SIGHUP);
     gw.stderr_line("it serves now");
@@ -674,13 +672,7 @@ fn stored_fds_are_dropped_on_hangup_and_kept_once() {
 fn stored_fds_are_closed_when_gracewrap_exits() {
     let g = Gen::new("store-fifo");
     let fifo = g.dir.join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    make_fifo(&fifo);
     // Ours is the read end, opened first (non-blocking) so that the
     // generation's open for writing does not wait.
     use std::os::unix::fs::OpenOptionsExt;

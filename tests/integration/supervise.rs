@@ -547,13 +547,7 @@ fn sd_notify_after_a_crash_is_a_status_not_a_reload() {
 fn as_pid_1_orphans_are_reaped_and_signal_deaths_give_128_plus() {
     let dir = temp_dir("pid1");
     let fifo = dir.join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    make_fifo(&fifo);
     let mut g = Running::spawn(
         Command::new("unshare")
             .args([
@@ -603,13 +597,7 @@ fn as_pid_1_orphans_are_reaped_and_signal_deaths_give_128_plus() {
 /// returned fifo) behind; returns once the orphan is gracewrap's child.
 fn supervise_an_orphan_maker(dir: &Path) -> (Running, PathBuf) {
     let fifo = dir.join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    make_fifo(&fifo);
     let mut g = Running::spawn(
         gracewrap([
             "-s",

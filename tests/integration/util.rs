@@ -521,6 +521,18 @@ impl Running {
     }
 }
 
+/// Sends `sig` (a raw number) to the running gracewrap.
+pub fn signal(gw: &Running, sig: i32) {
+    let pid = rustix::process::Pid::from_raw(gw.child.id() as i32).unwrap();
+    let sig = rustix::process::Signal::from_named_raw(sig).unwrap();
+    rustix::process::kill_process(pid, sig).unwrap();
+}
+
+/// Makes a FIFO at `path`.
+pub fn make_fifo(path: &Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
 impl Running {
     /// SIGKILL to its process group: everything the command started.
     pub fn kill_group(&self) {
