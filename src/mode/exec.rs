@@ -56,7 +56,7 @@ fn place_and_exec(
         signals::die_of(sig);
     }
     handoff.restore_limit();
-    let listen = if inetd {
+    let mut listen = if inetd {
         // systemd's StandardInput=socket: the socket on stdin and stdout,
         // nothing at fd 3, no LISTEN_* variables at all.
         handoff.onto_stdio()?;
@@ -67,7 +67,6 @@ fn place_and_exec(
     // A resident gracewrap's WATCHDOG_* were gracewrap's, not PROGRAM's;
     // the supervisor's --watchdog comes in WATCHDOG_VAR.
     let from_resident = handoff.parent().is_some();
-    let mut listen = listen;
     if from_resident {
         let usec = std::env::var(WATCHDOG_VAR).ok();
         listen.extend(watchdog_env(usec.as_deref(), !args.no_pid));

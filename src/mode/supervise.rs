@@ -1078,32 +1078,33 @@ impl Supervisor<'_> {
             return fds;
         }
         let name = name.unwrap_or(notice::STORED_NAME);
+        let mut names_len = self.names_len();
         let mut rest = fds.into_iter();
         for fd in rest.by_ref() {
-            if self.store.len() >= max {
-                let left = 1 + rest.len();
-                self.complain(
-                    id,
-                    &format!(
-                        "sent fds with FDSTORE=1, but the fd store is full (--fdstore {max}): {left} closed"
-                    ),
-                );
-                return std::iter::once(fd).chain(rest).collect();
-            }
-            if self
-                .store
-                .iter()
-                .any(|s| crate::sys::raw::same_file(s.fd.as_fd(), fd.as_fd()))
+            // systemd's order: the limit first, then an fd already stored.
+            let full = self.store.len() >= max;
+            if !full
+                && self
+                    .store
+                    .iter()
+                    .any(|s| crate::sys::raw::same_file(s.fd.as_fd(), fd.as_fd()))
             {
                 continue;
             }
-            if self.names_len() + 1 + name.len() > MAX_NAMES {
+            let refused = if full {
+                Some(format!("the fd store is full (--fdstore {max})"))
+            } else if names_len + 1 + name.len() > MAX_NAMES {
+                Some(format!(
+                    "their names would make LISTEN_FDNAMES longer than the {MAX_NAMES} bytes an environment string can hold"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = refused {
                 let left = 1 + rest.len();
                 self.complain(
                     id,
-                    &format!(
-                        "sent fds with FDSTORE=1, but their names would make LISTEN_FDNAMES longer than the {MAX_NAMES} bytes an environment string can hold: {left} closed"
-                    ),
+                    &format!("sent fds with FDSTORE=1, but {why}: {left} closed"),
                 );
                 return std::iter::once(fd).chain(rest).collect();
             }
@@ -1111,7 +1112,7 @@ impl Supervisor<'_> {
                 Ok(high) => high,
                 Err(e) => {
                     say(format_args!(
-                        "cannot keep an fd {} stored: {}",
+                        "cannot store an fd from {}: {}",
                         self.label(id),
                         reason(e)
                     ));
@@ -1127,6 +1128,7 @@ impl Supervisor<'_> {
                     self.store.len() + 1
                 ));
             }
+            names_len += 1 + name.len();
             self.store.insert(
                 0,
                 Stored {
