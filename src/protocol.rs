@@ -35,6 +35,10 @@ pub const WATCHDOG_VAR: &str = "GRACEWRAP_WATCHDOG";
 /// gracewrap itself, so its children never inherit them.
 pub const WATCHDOG_VARS: [&str; 2] = ["WATCHDOG_USEC", "WATCHDOG_PID"];
 
+/// What `--accept` tells each connection's program about its peer, as
+/// systemd does for `Accept=yes` services (IP and vsock peers only).
+pub const REMOTE_VARS: [&str; 2] = ["REMOTE_ADDR", "REMOTE_PORT"];
+
 /// Variables gracewrap owns: removed from the environment PROGRAM
 /// inherits, set only here, never settable with `--setenv`.
 pub const LISTEN_VARS: [&str; 8] = [

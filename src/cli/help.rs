@@ -82,9 +82,13 @@ systemd-socket-activate compatibility:
   -d, --datagram            bare SPECs (8080, /path) make datagram sockets
       --seqpacket           bare unix SPECs make seqpacket sockets
   -a, --accept              stay resident, accept connections, run PROGRAM once per
-                            connection with it at fd 3 (LISTEN_FDNAMES=connection)
+                            connection with it at fd 3 (LISTEN_FDNAMES=connection),
+                            REMOTE_ADDR and REMOTE_PORT set
       --max-connections N   at most N PROGRAMs at once in --accept mode (default 256);
                             further connections wait in the backlog
+      --max-connections-per-source N
+                            at most N of them for one IP address (unix: one uid);
+                            further connections from it are closed at once
       --inetd               the socket (with --accept: the connection) on stdin and
                             stdout instead of fd 3; no LISTEN_* variables
       --lazy                wait for the first connection or datagram, then exec

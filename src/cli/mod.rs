@@ -22,7 +22,7 @@ pub use values::{parse_duration, parse_signal, signal_name};
 
 use crate::exit::Failure;
 use crate::msg::quote;
-use crate::protocol::LISTEN_VARS;
+use crate::protocol::{LISTEN_VARS, REMOTE_VARS};
 use crate::spec::{Spec, UnixKind, check_name};
 
 /// What the command line asked for.
@@ -54,8 +54,13 @@ pub enum Mode {
     Exec { lazy: bool, inetd: bool },
     /// `--accept`: gracewrap stays and runs one PROGRAM per connection, at
     /// most `max_connections` at once; with `--inetd`, the connection on
-    /// stdin and stdout.
-    Accept { inetd: bool, max_connections: usize },
+    /// stdin and stdout; at most `per_source` from one source
+    /// (`--max-connections-per-source`).
+    Accept {
+        inetd: bool,
+        max_connections: usize,
+        per_source: Option<usize>,
+    },
     /// `--supervise`: gracewrap stays and restarts PROGRAM on a signal.
     Supervise(Supervise),
 }
@@ -192,6 +197,7 @@ struct Given {
     lazy: bool,
     now: bool,
     max_connections: Option<usize>,
+    per_source: Option<usize>,
     supervise: bool,
     sup: Supervise,
     /// The first supervisor option given, as written.
@@ -241,7 +247,12 @@ pub fn parse(argv: impl IntoIterator<Item = impl Into<OsString>>) -> Result<Pars
                 .get_or_insert_default()
                 .extend(fdnames(p.value()?)?),
             Long("inherited") => g.inherited = inherited(p.value()?)?,
-            Long("max-connections") => g.max_connections = Some(max_connections(p.value()?)?),
+            Long("max-connections") => {
+                g.max_connections = Some(at_least_one("--max-connections", p.value()?)?);
+            }
+            Long("max-connections-per-source") => {
+                g.per_source = Some(at_least_one("--max-connections-per-source", p.value()?)?);
+            }
             Short('d') | Long("datagram") => g.datagram = true,
             Long("seqpacket") => g.seqpacket = true,
             Short('a') | Long("accept") => g.accept = true,
@@ -336,12 +347,26 @@ fn validate(mut g: Given) -> Result<Args, Failure> {
             "--max-connections applies only to --accept",
         ),
         (
+            g.per_source.is_some() && !g.accept,
+            "--max-connections-per-source applies only to --accept",
+        ),
+        (
             g.fdnames.is_some() && g.listen.iter().any(|s| s.name.is_some()),
             "name sockets either with NAME= in --listen or with --fdname, not both",
         ),
     ];
     if let Some((_, msg)) = conflicts.iter().find(|(bad, _)| *bad) {
         return Err(Failure::usage(*msg));
+    }
+    if let Some((var, _)) = g
+        .setenv
+        .iter()
+        .find(|(name, _)| g.accept && REMOTE_VARS.iter().any(|r| name == r))
+    {
+        return Err(Failure::usage(format!(
+            "--setenv cannot set {} with --accept: gracewrap sets it for each connection",
+            var.to_string_lossy()
+        )));
     }
     if let Some(names) = g.fdnames.as_ref().filter(|n| g.accept && n.len() != 1) {
         return Err(Failure::usage(format!(
@@ -374,6 +399,7 @@ fn validate(mut g: Given) -> Result<Args, Failure> {
         Mode::Accept {
             inetd: g.inetd,
             max_connections: g.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            per_source: g.per_source,
         }
     } else {
         Mode::Exec {
@@ -400,20 +426,19 @@ fn validate(mut g: Given) -> Result<Args, Failure> {
 }
 
 impl Args {
-    /// A resident mode's child: gracewrap in exec mode, which takes over
-    /// the sockets handed to it and execs PROGRAM as these arguments say
-    /// (with `--inetd`, the socket on stdin and stdout). Everything about
+    /// The supervisor's generation: gracewrap in exec mode, which takes
+    /// over the sockets handed to it and execs PROGRAM as these arguments
+    /// say. Everything about
     /// PROGRAM passes on; what is about the sockets or the resident mode
     /// stays here. [`parse`] reads it back into `Args::exec_child` (a test).
     /// `--setenv` of a name in `reserved` is left out: the resident mode
     /// sets that variable itself (the supervisor's `NOTIFY_SOCKET`).
-    pub fn child_argv(&self, inetd: bool, reserved: &[&str]) -> Vec<OsString> {
+    pub fn child_argv(&self, reserved: &[&str]) -> Vec<OsString> {
         let mut argv: Vec<OsString> = vec!["gracewrap".into()];
         let flags = [
             (self.no_pid, "--no-pid"),
             (self.keep_fds, "--keep-fds"),
             (self.keep_signals, "--keep-signals"),
-            (inetd, "--inetd"),
         ];
         argv.extend(flags.iter().filter(|(on, _)| *on).map(|(_, f)| f.into()));
         for (flag, value) in [("--user", &self.user), ("--group", &self.group)] {
@@ -449,9 +474,12 @@ impl Args {
 
     /// What the child's argv ([`Args::child_argv`]) means.
     #[cfg(test)]
-    pub fn exec_child(&self, inetd: bool, reserved: &[&str]) -> Args {
+    pub fn exec_child(&self, reserved: &[&str]) -> Args {
         Args {
-            mode: Mode::Exec { lazy: false, inetd },
+            mode: Mode::Exec {
+                lazy: false,
+                inetd: false,
+            },
             listen: Vec::new(),
             fdnames: None,
             inherited: Inherited::Pass,
@@ -523,14 +551,14 @@ fn inherited(value: OsString) -> Result<Inherited, Failure> {
     }
 }
 
-fn max_connections(value: OsString) -> Result<usize, Failure> {
+fn at_least_one(flag: &str, value: OsString) -> Result<usize, Failure> {
     value
         .to_str()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n >= 1)
         .ok_or_else(|| {
             Failure::usage(format!(
-                "invalid --max-connections {}: expected a number of at least 1",
+                "invalid {flag} {}: expected a number of at least 1",
                 quote(&value)
             ))
         })

@@ -71,6 +71,7 @@ fn systemd_socket_activate_options_set_the_mode_and_retype_bare_specs() {
         "--inetd",
         "--max-connections",
         "3",
+        "--max-connections-per-source=2",
         "-l",
         "1",
         "-l",
@@ -81,14 +82,16 @@ fn systemd_socket_activate_options_set_the_mode_and_retype_bare_specs() {
         a.mode,
         Mode::Accept {
             inetd: true,
-            max_connections: 3
+            max_connections: 3,
+            per_source: Some(2),
         }
     );
     assert_eq!(
         run(&["-a", "-l", "1", "p"]).mode,
         Mode::Accept {
             inetd: false,
-            max_connections: DEFAULT_MAX_CONNECTIONS
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            per_source: None,
         }
     );
     let a = run(&["--fdname=a:b", "--fdname", "c", "--fdname=", "-l", "1", "p"]);
@@ -397,18 +400,14 @@ fn a_childs_argv_round_trips_to_the_same_args() {
     parents[0].args.push(odd.clone());
     parents[0].program = odd;
     for parent in &parents {
-        for inetd in [false, true] {
-            let argv = parent.child_argv(inetd, &["NOTIFY_SOCKET"]);
+        {
+            let argv = parent.child_argv(&["NOTIFY_SOCKET"]);
             assert_eq!(argv[0], "gracewrap");
             let child = match parse(argv[1..].to_vec()) {
                 Ok(Parsed::Run(args)) => *args,
                 other => panic!("{argv:?}: {other:?}"),
             };
-            assert_eq!(
-                child,
-                parent.exec_child(inetd, &["NOTIFY_SOCKET"]),
-                "{argv:?}"
-            );
+            assert_eq!(child, parent.exec_child(&["NOTIFY_SOCKET"]), "{argv:?}");
             assert_eq!(child.program, parent.program);
             assert_eq!(child.args, parent.args);
             let kept = |a: &Args| {

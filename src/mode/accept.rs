@@ -11,36 +11,53 @@
 //! 3. SIGTERM, SIGINT, SIGHUP, SIGQUIT: stop, exit 0; children get SIGTERM
 //!    from PR_SET_PDEATHSIG;
 //! 4. accept what is pending on each readable listener and spawn a child.
+//!
+//! Each child is PROGRAM itself, started by [`process::spawn`]
+//! (clone(CLONE_VM | CLONE_VFORK), then one execve): its argv, the PATH
+//! candidates, its environment but for `REMOTE_*` and `LISTEN_PID`, the
+//! credentials, all prepared once at start ([`Launch`]).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use rustix::io::Errno;
-use rustix::net::{SocketFlags, accept_with, sockopt};
+use rustix::net::{SocketFlags, acceptfrom_with, sockopt};
 
-use super::resident::{self, Spawn};
+use super::resident;
 use crate::cli::{Args, program_name};
 use crate::exit::Status;
 use crate::handoff::Handoff;
-use crate::msg::{Dur, io_reason, reason, say};
-use crate::protocol::CONNECTION_NAME;
-use crate::socket;
-use crate::sys::signals::Watch;
+use crate::msg::{Dur, io_reason, quote, reason, say};
+use crate::protocol::{CONNECTION_NAME, REMOTE_VARS, WATCHDOG_VARS};
+use crate::socket::{self, Peer, Source};
+use crate::sys::process::{self, Creds, Failed, Program, Setup, SpawnError, Stack, Step};
+use crate::sys::signals::{Blocked, Watch};
 use crate::sys::user::Target;
 
 /// Signals that stop the accept loop.
 const STOP: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// How `--accept` serves: `--inetd`, `--max-connections`,
+/// `--max-connections-per-source`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub inetd: bool,
+    pub max: usize,
+    pub per_source: Option<usize>,
+}
 
 /// Accepts until a stop signal; then exit status 0. The handoff's socket
 /// files go when it is dropped, on every way out.
 pub fn run(
     args: &Args,
     handoff: Handoff,
-    inetd: bool,
-    max: usize,
+    limits: Limits,
     target: Option<&Target>,
 ) -> Result<Status> {
     for fd in handoff.fds() {
@@ -73,26 +90,218 @@ pub fn run(
             ));
         }
     }
+    let launch = Launch::prepare(args, &name, limits.inetd, nofile, target, &caught)?;
+    let mut stack = Stack::new()
+        .map_err(|e| anyhow!("cannot map a stack for the children: {}", io_reason(&e)))?;
     // Last, once nothing else can fail: O_NONBLOCK is shared with whoever
     // gave us an inherited listener, so it is put back as it was on every
     // way out (the guard).
     let _flags = Nonblocking::set(handoff.fds())?;
     let listeners: Vec<&OwnedFd> = handoff.fds().collect();
-    let how = Serve {
-        name: &name,
-        inetd,
-        max,
-        nofile,
-    };
-    serve(args, &listeners, &watch, &how)
+    serve(args, &listeners, &watch, limits, &launch, &mut stack)
 }
 
-/// How connections are served.
-struct Serve<'a> {
-    name: &'a str,
+/// What every connection's child gets, prepared once: PROGRAM's argv and
+/// PATH candidates, its environment without the per-connection
+/// variables, the credentials and directory it takes.
+struct Launch<'a> {
+    args: &'a Args,
+    program: Program,
+    env: process::Env,
+    /// The PATH PROGRAM is searched in, for messages.
+    path: Option<OsString>,
+    chdir: Option<CString>,
+    target: Option<&'a Target>,
     inetd: bool,
-    max: usize,
+    /// `LISTEN_PID` names each child (not with `--inetd` or `--no-pid`).
+    own_pid: bool,
     nofile: Option<(u64, u64)>,
+    caught: Vec<i32>,
+}
+
+impl<'a> Launch<'a> {
+    fn prepare(
+        args: &'a Args,
+        name: &str,
+        inetd: bool,
+        nofile: Option<(u64, u64)>,
+        target: Option<&'a Target>,
+        caught: &[i32],
+    ) -> Result<Launch<'a>> {
+        // systemd's StandardInput=socket: with --inetd no LISTEN_* at all.
+        let listen = if inetd {
+            Vec::new()
+        } else {
+            vec![
+                ("LISTEN_FDS", "1".to_string()),
+                ("LISTEN_FDNAMES", name.to_string()),
+            ]
+        };
+        // gracewrap's own REMOTE_* (from an inetd of its own) and
+        // WATCHDOG_* describe gracewrap, not the connection.
+        let drop: Vec<&str> = REMOTE_VARS.iter().chain(&WATCHDOG_VARS).copied().collect();
+        let env = super::exec::program_env(args, &listen, &drop, target);
+        let path = env.get("PATH").map(OsStr::to_owned);
+        let chdir = args
+            .chdir
+            .as_ref()
+            .map(|dir| CString::new(dir.as_bytes()))
+            .transpose()
+            .map_err(|_| {
+                anyhow!(
+                    "--chdir {} holds a NUL byte",
+                    quote(args.chdir.as_deref().unwrap_or_default())
+                )
+            })?;
+        Ok(Launch {
+            args,
+            program: Program::new(&args.program, &args.args, path.as_deref()),
+            env,
+            path,
+            chdir,
+            target,
+            inetd,
+            own_pid: !inetd && !args.no_pid,
+            nofile,
+            caught: caught.to_vec(),
+        })
+    }
+
+    /// Starts PROGRAM for `conn`; returns its pid, or says why not.
+    fn start(&self, conn: &OwnedFd, peer: &Peer, stack: &mut Stack) -> Option<i32> {
+        let more: Vec<CString> = match &peer.remote {
+            Some((addr, port)) => vec![
+                CString::new(format!("{}={addr}", REMOTE_VARS[0])).unwrap_or_default(),
+                CString::new(format!("{}={port}", REMOTE_VARS[1])).unwrap_or_default(),
+            ],
+            None => Vec::new(),
+        };
+        let creds = self.target.map(|t| Creds {
+            groups: &t.groups,
+            gid: t.gid,
+            uid: t.uid,
+        });
+        // Blocked until the child has reset gracewrap's handlers (see
+        // Setup).
+        let blocked = Blocked::all();
+        let mut setup = Setup::new(&self.caught, self.args.keep_signals, blocked.old_mask());
+        setup.deathsig = true;
+        setup.fd3 = Some(conn.as_raw_fd());
+        setup.inetd = self.inetd;
+        setup.creds = creds;
+        setup.nofile = self.nofile;
+        setup.chdir = self.chdir.as_deref();
+        setup.own_pid = self.own_pid;
+        // In a fork child (with --user), which reports for itself.
+        let report = |f: Failed| say(format_args!("{} ({peer})", self.failure(f)));
+        let started = process::spawn(
+            &self.program,
+            self.env.entries(),
+            &more,
+            &setup,
+            stack,
+            &report,
+        );
+        drop(blocked);
+        match started {
+            Ok(pid) => Some(pid),
+            Err(SpawnError::Child(f)) => {
+                say(format_args!("{} ({peer})", self.failure(f)));
+                None
+            }
+            Err(SpawnError::Fork(e)) => {
+                say(format_args!(
+                    "cannot start {} for a connection: {} ({peer})",
+                    program_name(self.args),
+                    io_reason(&e)
+                ));
+                None
+            }
+        }
+    }
+
+    /// What a child that failed before PROGRAM ran says, in the words
+    /// exec mode would use.
+    fn failure(&self, f: Failed) -> String {
+        let error = std::io::Error::from_raw_os_error(f.errno);
+        let why = io_reason(&error);
+        let label = self.target.map(Target::label).unwrap_or_default();
+        match f.step {
+            Step::Exec => {
+                let cwd = self.args.chdir.as_deref().map(std::path::Path::new);
+                process::exec_failure(&self.args.program, &error, self.path.as_deref(), cwd).message
+            }
+            Step::Chdir => format!(
+                "cannot change directory to {}: {why}",
+                quote(self.args.chdir.as_deref().unwrap_or_default())
+            ),
+            Step::Groups => format!("cannot drop privileges to {label}: setgroups: {why}"),
+            Step::Gid => format!("cannot drop privileges to {label}: setresgid: {why}"),
+            Step::Uid => format!("cannot drop privileges to {label}: setresuid: {why}"),
+            Step::RootRegained => {
+                format!("cannot drop privileges to {label}: root could be regained")
+            }
+            Step::Fds => format!("cannot put the connection in place: {why}"),
+            Step::Limit => format!("cannot restore RLIMIT_NOFILE: {why}"),
+            Step::ParentGone => "gracewrap is gone".to_string(),
+        }
+    }
+}
+
+/// The connections each source has open (`--max-connections-per-source`).
+#[derive(Debug, Default)]
+struct Sources {
+    open: HashMap<Source, usize>,
+    /// Connections closed at once for being over the limit.
+    refused: u64,
+    /// Refusals since the last line about them, and when that was.
+    unsaid: u64,
+    said: Option<Instant>,
+}
+
+/// The most often a refusal is reported (at -v): the rest are counted
+/// into the next line.
+const REFUSALS_EVERY: Duration = Duration::from_secs(1);
+
+impl Sources {
+    /// Counts a connection from `source` in, unless it has `limit`.
+    fn admit(&mut self, source: Source, limit: usize) -> bool {
+        let open = self.open.entry(source).or_default();
+        if *open >= limit {
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    fn release(&mut self, source: Source) {
+        if let Some(open) = self.open.get_mut(&source) {
+            *open -= 1;
+            if *open == 0 {
+                self.open.remove(&source);
+            }
+        }
+    }
+
+    /// A connection closed for being over the limit; at -v one line, at
+    /// most every [`REFUSALS_EVERY`].
+    fn refuse(&mut self, peer: &Peer, limit: usize, verbose: bool) {
+        self.refused += 1;
+        self.unsaid += 1;
+        let now = Instant::now();
+        if !verbose || self.said.is_some_and(|t| now - t < REFUSALS_EVERY) {
+            return;
+        }
+        let more = match self.unsaid - 1 {
+            0 => String::new(),
+            n => format!("; {n} more refused since the last line"),
+        };
+        say(format_args!(
+            "closed a connection from {peer}: its source has {limit} open (--max-connections-per-source){more}"
+        ));
+        self.unsaid = 0;
+        self.said = Some(now);
+    }
 }
 
 /// The first pause after accept(2) ran out of fds or memory, and the
@@ -101,8 +310,17 @@ struct Serve<'a> {
 const PAUSE_FIRST: Duration = Duration::from_millis(10);
 const PAUSE_MAX: Duration = Duration::from_secs(1);
 
-fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) -> Result<Status> {
-    let mut children: Vec<i32> = Vec::new();
+fn serve(
+    args: &Args,
+    listeners: &[&OwnedFd],
+    watch: &Watch,
+    limits: Limits,
+    launch: &Launch<'_>,
+    stack: &mut Stack,
+) -> Result<Status> {
+    // Each child, and the source it counts against.
+    let mut children: HashMap<i32, Option<Source>> = HashMap::new();
+    let mut sources = Sources::default();
     let wake = watch.fd();
     // While accept(2) lacks fds or memory, the listeners stay readable:
     // they are left out of the poll until the pause is over, instead of
@@ -111,7 +329,7 @@ fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) ->
     loop {
         let now = Instant::now();
         let resting = paused.is_some_and(|(until, _)| now < until);
-        let open = children.len() < how.max && !resting;
+        let open = children.len() < limits.max && !resting;
         let mut polls = vec![PollFd::new(&wake, PollFlags::IN)];
         if open {
             polls.extend(listeners.iter().map(|fd| PollFd::new(*fd, PollFlags::IN)));
@@ -130,23 +348,33 @@ fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) ->
             .collect();
         drop(polls);
         let signals = watch.take();
-        resident::reap(|pid, _| children.retain(|&c| c != pid));
+        resident::reap(|pid, _| {
+            if let Some(Some(source)) = children.remove(&pid) {
+                sources.release(source);
+            }
+        });
         if let Some(sig) = signals.iter().find(|s| STOP.contains(s)) {
             if args.verbose {
                 say(format_args!(
                     "signal {sig}: stopping; {} connection(s) still open get SIGTERM",
                     children.len()
                 ));
+                if sources.refused > 0 {
+                    say(format_args!(
+                        "{} connection(s) were closed at once over --max-connections-per-source",
+                        sources.refused
+                    ));
+                }
             }
             return Ok(Status::Program(0));
         }
         for (fd, _) in listeners.iter().zip(ready).filter(|(_, r)| *r) {
             let open = paused.is_none_or(|(until, _)| Instant::now() >= until);
-            while children.len() < how.max && open {
-                let conn = match accept_with(fd, SocketFlags::CLOEXEC) {
-                    Ok(conn) => {
+            while children.len() < limits.max && open {
+                let (conn, addr) = match acceptfrom_with(fd, SocketFlags::CLOEXEC) {
+                    Ok(accepted) => {
                         paused = None;
-                        conn
+                        accepted
                     }
                     Err(Errno::AGAIN | Errno::INTR | Errno::CONNABORTED) => break,
                     Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)) => {
@@ -172,27 +400,29 @@ fn serve(args: &Args, listeners: &[&OwnedFd], watch: &Watch, how: &Serve<'_>) ->
                         break;
                     }
                 };
-                // The connection goes to fd 3; with --inetd the child
-                // gracewrap moves it on to stdin and stdout.
-                let how = Spawn {
-                    fd3: Some(conn.as_fd().as_raw_fd()),
-                    count: 1,
-                    extra: &[],
-                    names: how.name,
-                    inetd: how.inetd,
-                    env: &[],
-                    new_group: false,
-                    terminal_from: [0; 2],
-                    nofile: how.nofile,
+                let peer = Peer::of(&conn, addr.as_ref());
+                // Counted against its source while its child lives; over
+                // the limit, closed at once (`conn` drops).
+                let source = match (limits.per_source, peer.source) {
+                    (Some(limit), Some(source)) => {
+                        if !sources.admit(source, limit) {
+                            sources.refuse(&peer, limit, args.verbose);
+                            continue;
+                        }
+                        Some(source)
+                    }
+                    _ => None,
                 };
-                match resident::spawn(args, watch, &how) {
+                match launch.start(&conn, &peer, stack) {
                     // Reaped through SIGCHLD and wait(2).
-                    Ok(pid) => children.push(pid),
-                    Err(e) => say(format_args!(
-                        "cannot start {} for a connection: {}",
-                        program_name(args),
-                        io_reason(&e)
-                    )),
+                    Some(pid) => {
+                        children.insert(pid, source);
+                    }
+                    None => {
+                        if let Some(source) = source {
+                            sources.release(source);
+                        }
+                    }
                 }
                 // `conn` closes here: the child has its own copy.
             }

@@ -37,7 +37,15 @@ pub fn run(args: Args) -> Result<Status> {
         &Mode::Accept {
             inetd,
             max_connections,
-        } => accept::run(&args, handoff, inetd, max_connections, target.as_ref()),
+            per_source,
+        } => {
+            let limits = accept::Limits {
+                inetd,
+                max: max_connections,
+                per_source,
+            };
+            accept::run(&args, handoff, limits, target.as_ref())
+        }
         Mode::Supervise(sup) => supervise::run(&args, sup, handoff, target.as_ref()),
     }
 }

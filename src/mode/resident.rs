@@ -1,13 +1,14 @@
 //! What the two resident modes (`--accept`, `--supervise`) share: the
-//! start-up check, the signal watch, starting a child, reaping.
+//! start-up check, the signal watch, reaping; and starting a supervisor
+//! generation.
 //!
-//! A child is gracewrap itself again (/proc/self/exe) in exec mode
+//! A generation is gracewrap itself again (/proc/self/exe) in exec mode
 //! ([`Args::child_argv`]): it is handed the sockets at fd 3.. with
 //! [`handoff_env`], takes them over, sets `LISTEN_PID` to its own pid,
-//! searches PATH again (so a newly deployed PROGRAM is picked up) and
-//! execs it. So exec mode is the one code path that sets `LISTEN_*` for
-//! PROGRAM, and nothing between fork and exec allocates; the cost is one
-//! extra execve per child.
+//! drops privileges, searches PATH again (so a newly deployed PROGRAM is
+//! picked up) and execs it. That extra execve is nothing next to a
+//! generation's life. `--accept` pays one exec per connection instead:
+//! it prepares PROGRAM's exec once and starts it directly (accept.rs).
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::RawFd;
@@ -18,7 +19,7 @@ use rustix::process::{WaitOptions, WaitStatus, wait};
 use crate::cli::Args;
 use crate::msg::{io_reason, quote};
 use crate::protocol::{LISTEN_VARS, NOFILE_VAR, handoff_env};
-use crate::sys::process::{self, Child, Env, Setup};
+use crate::sys::process::{self, Env, Program, Setup, SpawnError, Stack};
 use crate::sys::signals::{Blocked, Watch};
 use crate::sys::user::Target;
 
@@ -75,12 +76,10 @@ pub fn watch(signals: &[i32]) -> Result<Watch> {
     Watch::new(signals).map_err(|e| anyhow!("cannot set up signal handling: {}", io_reason(&e)))
 }
 
-/// A child to start: which of our fds it gets, and how.
+/// A generation to start: which of our fds it gets (the sockets are at
+/// 3.. in this process already), and how.
 #[derive(Debug)]
 pub struct Spawn<'a> {
-    /// The fd to put at fd 3 (`--accept`'s connection); None when the
-    /// sockets already are at 3.. in this process (the supervisor).
-    pub fd3: Option<RawFd>,
     /// How many fds it gets at 3.. (the sockets, then `extra`), and
     /// their `LISTEN_FDNAMES`.
     pub count: usize,
@@ -88,8 +87,6 @@ pub struct Spawn<'a> {
     /// More fds for it, after the sockets (the supervisor's fd store):
     /// see [`Setup::extra`].
     pub extra: &'a [RawFd],
-    /// The child puts its one socket on stdin and stdout.
-    pub inetd: bool,
     /// More variables for the child, which win over `--setenv`.
     pub env: &'a [(&'a str, &'a OsStr)],
     /// Lead a new process group.
@@ -117,22 +114,24 @@ pub fn spawn(args: &Args, watch: &Watch, how: &Spawn<'_>) -> std::io::Result<i32
     for (name, value) in how.env {
         env.set(name, value);
     }
-    let child = Child {
-        argv: args.child_argv(how.inetd, &reserved),
-        env,
-    };
+    let program = Program::this_binary(&args.child_argv(&reserved));
+    let mut stack = Stack::new()?;
     // Blocked until the child has reset gracewrap's handlers (see Setup).
     let blocked = Blocked::all();
     let mut setup = Setup::new(&watch.signals(), args.keep_signals, blocked.old_mask());
     setup.deathsig = true;
-    setup.fd3 = how.fd3;
     setup.extra = how.extra;
     setup.extra_at = crate::protocol::FIRST_FD + (how.count - how.extra.len()) as RawFd;
     setup.new_group = how.new_group;
     setup.terminal_from = how.terminal_from;
-    let pid = child.spawn(&setup);
+    // No credentials here (the child gracewrap drops them), so `report`
+    // is never called: a failure comes back from the vfork child.
+    let pid = process::spawn(&program, env.entries(), &[], &setup, &mut stack, &|_| {});
     drop(blocked);
-    pid
+    pid.map_err(|e| match e {
+        SpawnError::Fork(e) => e,
+        SpawnError::Child(f) => std::io::Error::from_raw_os_error(f.errno),
+    })
 }
 
 /// Reaps every child that has exited, without blocking.

@@ -692,11 +692,9 @@ impl Supervisor<'_> {
                 .join(":")
         };
         let how = Spawn {
-            fd3: None,
             count: self.handoff.len() + extra.len(),
             extra: &extra,
             names: &names,
-            inetd: false,
             env: &env,
             new_group: self.new_group(),
             terminal_from: self.terminal.as_ref().map_or([0; 2], |t| [t.ours, t.given]),

@@ -17,8 +17,10 @@ use crate::msg::reason;
 use crate::spec::{Addr, Family, Host, Opts, Proto, UnixKind, UnixPath, V6Mode};
 use crate::sys::raw::{self, vsock};
 
+mod peer;
 mod unix;
 
+pub use peer::{Peer, Source};
 pub use unix::{Made, absolute};
 
 /// Opens the socket a spec describes; the files and directories created

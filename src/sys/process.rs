@@ -6,10 +6,11 @@
 //! ([`resolve`]). Without PATH the search uses the C library's default,
 //! `/bin:/usr/bin` (glibc's `confstr(_CS_PATH)`), whatever the libc.
 //!
-//! A resident gracewrap starts children with [`Child::spawn`]: fork(2),
-//! raw syscalls only ([`Setup`]), then execve(2). Everything the child
-//! needs (argv, envp) is built before the fork, so nothing allocates or
-//! takes a lock between fork and exec.
+//! A resident gracewrap starts children with [`spawn`]: clone(2) with
+//! CLONE_VM | CLONE_VFORK, raw syscalls only ([`Setup`]), then execve(2)
+//! of a [`Program`]. Everything the child needs (argv, envp, the PATH
+//! candidates) is built before, so nothing allocates or takes a lock
+//! between clone and exec.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -151,6 +152,11 @@ impl Env {
         self
     }
 
+    /// The entries, `NAME=VALUE`.
+    pub fn entries(&self) -> &[CString] {
+        &self.0
+    }
+
     /// Removes `name`.
     pub fn unset(&mut self, name: &str) -> &mut Env {
         self.0.retain(|e| !is_entry_of(e, name.as_bytes()));
@@ -227,52 +233,101 @@ impl CArray {
 }
 
 /// Replaces this process with PROGRAM: execvp(3)'s rules on [`search`]'s
-/// candidates, in the environment `env` (and its PATH, as env(1) does).
-/// Like glibc: a candidate that is missing (ENOENT, ENOTDIR, ...) or
-/// denied (EACCES, remembered) is skipped; a file the kernel cannot run
-/// (ENOEXEC: a script without `#!`) runs under /bin/sh. Returns only on
-/// failure, with the exit status and message for it.
+/// candidates ([`Program::exec`]), in the environment `env` (and its PATH,
+/// as env(1) does). Returns only on failure, with the exit status and
+/// message for it.
 pub fn exec(program: &OsStr, args: &[OsString], env: Env) -> Failure {
     let path = env.get("PATH").map(OsStr::to_owned);
-    let candidates = search(program, path.as_deref());
-    let argv = CArray::argv(std::iter::once(program).chain(args.iter().map(OsString::as_os_str)));
+    let prepared = Program::new(program, args, path.as_deref());
     let envp = CArray::new(env.0);
-    let mut denied = false;
-    let mut error = io::Error::from_raw_os_error(libc::ENOENT);
-    for candidate in &candidates {
-        let file = cstring(candidate.as_os_str().as_bytes().to_vec());
-        // SAFETY: `file`, `argv` and `envp` are NUL-terminated strings and
-        // NULL-terminated arrays of them that outlive the call.
-        unsafe { libc::execve(file.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        error = io::Error::last_os_error();
-        if error.raw_os_error() == Some(libc::ENOEXEC) {
-            let sh = CArray::argv(
-                [OsStr::new("/bin/sh"), candidate.as_os_str()]
-                    .into_iter()
-                    .chain(args.iter().map(OsString::as_os_str)),
-            );
-            // SAFETY: as above.
-            unsafe { libc::execve(c"/bin/sh".as_ptr(), sh.as_ptr(), envp.as_ptr()) };
-            error = io::Error::last_os_error();
-        }
-        if error.raw_os_error() == Some(libc::EACCES) {
-            denied = true;
-        } else if !is_missing(&error) {
-            break;
-        }
-    }
-    if denied && is_missing(&error) {
-        error = io::Error::from_raw_os_error(libc::EACCES);
-    }
+    let errno = prepared.exec(envp.as_ptr());
+    let error = io::Error::from_raw_os_error(errno);
     exec_failure(program, &error, path.as_deref(), None)
+}
+
+/// A program to execute, prepared before any fork: the candidates of the
+/// PATH search in order, its argv, and for each candidate the argv that
+/// runs it under /bin/sh should the kernel refuse it (ENOEXEC: a script
+/// without `#!`). [`Program::exec`] then needs no allocation.
+#[derive(Debug)]
+pub struct Program {
+    candidates: Vec<CString>,
+    argv: CArray,
+    sh: Vec<CArray>,
+}
+
+impl Program {
+    /// `program` with `args`, searched in `path` as [`search`] does.
+    pub fn new(program: &OsStr, args: &[OsString], path: Option<&OsStr>) -> Program {
+        let candidates: Vec<CString> = search(program, path)
+            .into_iter()
+            .map(|c| cstring(c.into_os_string().into_vec()))
+            .collect();
+        let rest = || args.iter().map(OsString::as_os_str);
+        let sh = candidates
+            .iter()
+            .map(|c| {
+                let c = OsStr::from_bytes(c.to_bytes());
+                CArray::argv([OsStr::new("/bin/sh"), c].into_iter().chain(rest()))
+            })
+            .collect();
+        Program {
+            candidates,
+            argv: CArray::argv(std::iter::once(program).chain(rest())),
+            sh,
+        }
+    }
+
+    /// gracewrap itself again: /proc/self/exe, which survives the binary
+    /// being replaced on disk, with `argv`.
+    pub fn this_binary(argv: &[OsString]) -> Program {
+        Program {
+            candidates: vec![c"/proc/self/exe".to_owned()],
+            argv: CArray::argv(argv),
+            sh: Vec::new(),
+        }
+    }
+
+    /// execve(2) of each candidate in turn, as execvp(3) does it (glibc):
+    /// a candidate that is missing (ENOENT, ENOTDIR, ...) or denied
+    /// (EACCES, remembered) is skipped; one the kernel cannot run
+    /// (ENOEXEC) runs under /bin/sh. Returns only on failure, with the
+    /// errno that explains it. Async-signal-safe: no allocation.
+    fn exec(&self, envp: *const *const libc::c_char) -> i32 {
+        let mut denied = false;
+        let mut error = libc::ENOENT;
+        for (i, file) in self.candidates.iter().enumerate() {
+            // SAFETY: `file`, `argv` and `envp` are NUL-terminated strings
+            // and NULL-terminated arrays of them that outlive the call.
+            unsafe { libc::execve(file.as_ptr(), self.argv.as_ptr(), envp) };
+            error = errno();
+            if error == libc::ENOEXEC
+                && let Some(sh) = self.sh.get(i)
+            {
+                // SAFETY: as above.
+                unsafe { libc::execve(c"/bin/sh".as_ptr(), sh.as_ptr(), envp) };
+                error = errno();
+            }
+            if error == libc::EACCES {
+                denied = true;
+            } else if !is_missing(error) {
+                break;
+            }
+        }
+        if denied && is_missing(error) {
+            libc::EACCES
+        } else {
+            error
+        }
+    }
 }
 
 /// The errors that mean "no such candidate": the search goes on, and an
 /// earlier EACCES is the answer if none is left, as in execvp(3).
-fn is_missing(error: &io::Error) -> bool {
+fn is_missing(errno: i32) -> bool {
     matches!(
-        error.raw_os_error(),
-        Some(libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT)
+        errno,
+        libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT
     )
 }
 
@@ -356,11 +411,27 @@ pub fn die_with_parent(parent: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a forked child does before exec. Raw syscalls only.
+/// Credentials a child takes before exec (`--accept` with `--user` or
+/// `--group`), the way [`crate::sys::user::Target::drop_privileges`]
+/// takes them in exec mode: groups, then gid, then uid, then checks.
+#[derive(Debug, Clone, Copy)]
+pub struct Creds<'a> {
+    pub groups: &'a [u32],
+    pub gid: u32,
+    /// None with `--group` alone: the uid stays.
+    pub uid: Option<u32>,
+}
+
+/// What a child does between fork and exec, in this order: credentials,
+/// the parent-death signal, the fd moves, RLIMIT_NOFILE, the process
+/// group and terminal, the directory, `LISTEN_PID`, the signal state.
+/// Raw syscalls only, on memory prepared before the fork.
 #[derive(Debug, Clone, Copy)]
 pub struct Setup<'a> {
     /// Put this fd (of the parent) at fd 3 without CLOEXEC.
     pub fd3: Option<RawFd>,
+    /// Put `fd3` on stdin and stdout instead (`--inetd`).
+    pub inetd: bool,
     /// Put these fds (of the parent) at `extra_at`, `extra_at + 1`...
     /// without CLOEXEC (the supervisor's fd store). Each must be at
     /// `extra_at + extra.len()` or above, so that no move overwrites one
@@ -377,6 +448,15 @@ pub struct Setup<'a> {
     /// holds it). Never from a shell that holds it while gracewrap runs
     /// in the background.
     pub terminal_from: [i32; 2],
+    /// Become this user and group.
+    pub creds: Option<Creds<'a>>,
+    /// Set RLIMIT_NOFILE to this (soft, hard).
+    pub nofile: Option<(u64, u64)>,
+    /// Change to this directory (after `creds`: as the user).
+    pub chdir: Option<&'a CStr>,
+    /// Add `LISTEN_PID` (and `LISTEN_PIDFDID`, where the kernel has
+    /// pidfs) with the child's own pid to its environment.
+    pub own_pid: bool,
     /// Our pid, to notice that we died before PR_SET_PDEATHSIG took hold.
     parent: i32,
     /// Signals gracewrap catches, to reset (every signal there is, at most).
@@ -387,6 +467,54 @@ pub struct Setup<'a> {
     mask: u64,
 }
 
+/// The step of [`Setup`] a child failed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// gracewrap died before the parent-death signal was armed.
+    ParentGone,
+    /// Moving an fd into place (dup2).
+    Fds,
+    Limit,
+    Groups,
+    Gid,
+    Uid,
+    /// After dropping to a user other than root, root could be regained.
+    RootRegained,
+    Chdir,
+    /// execve(2) of every candidate ([`Program::exec`]).
+    Exec,
+}
+
+/// Why a child never ran its program: the step and its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    pub step: Step,
+    pub errno: i32,
+}
+
+impl Failed {
+    /// The child's exit status: 127 or 126 for the exec, as a shell has
+    /// it; 125 for a step before.
+    fn status(self) -> i32 {
+        match self.step {
+            Step::Exec if is_missing(self.errno) => 127,
+            Step::Exec => 126,
+            _ => 125,
+        }
+    }
+}
+
+fn check(rc: libc::c_long, step: Step) -> Result<(), Failed> {
+    if rc < 0 {
+        Err(Failed {
+            step,
+            errno: errno(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
 impl Setup<'_> {
     pub fn new(caught: &[i32], keep_signals: bool, mask: u64) -> Setup<'static> {
         let mut arr = [0; 64];
@@ -394,11 +522,16 @@ impl Setup<'_> {
         arr[..n].copy_from_slice(&caught[..n]);
         Setup {
             fd3: None,
+            inetd: false,
             extra: &[],
             extra_at: 0,
             deathsig: false,
             new_group: false,
             terminal_from: [0; 2],
+            creds: None,
+            nofile: None,
+            chdir: None,
+            own_pid: false,
             parent: std::process::id() as i32,
             caught: arr,
             ncaught: n,
@@ -407,35 +540,100 @@ impl Setup<'_> {
         }
     }
 
-    /// The steps, in the forked child. Returns an errno on failure.
-    fn run_in_child(&self) -> Result<(), i32> {
-        // SAFETY: async-signal-safe calls only (prctl, getppid, fcntl,
-        // dup2, setpgid, tcgetpgrp, getpid, tcsetpgrp, and raw
-        // rt_sigaction and rt_sigprocmask in child_reset), on plain data
-        // (`terminal_from` is an array in `self`, `extra` a slice the
-        // parent keeps alive across fork); nothing allocates.
+    /// The steps up to the signal state, in the child.
+    fn run_in_child(&self) -> Result<(), Failed> {
+        // SAFETY: async-signal-safe calls only (raw set*id syscalls,
+        // prctl, getppid, fcntl, dup2, prlimit64, setpgid, tcgetpgrp,
+        // getpid, tcsetpgrp, chdir), on plain data that the parent keeps
+        // alive across the fork (`creds.groups`, `extra`, `chdir` are
+        // borrowed from it); nothing allocates.
         unsafe {
+            if let Some(creds) = self.creds {
+                // The raw syscalls: the C library's wrappers would try to
+                // change every thread of the parent too (glibc's setxid
+                // broadcast, musl's __synccall).
+                let groups = creds.groups;
+                check(
+                    libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+                    Step::Groups,
+                )?;
+                let gid = creds.gid;
+                check(libc::syscall(libc::SYS_setresgid, gid, gid, gid), Step::Gid)?;
+                if let Some(uid) = creds.uid {
+                    check(libc::syscall(libc::SYS_setresuid, uid, uid, uid), Step::Uid)?;
+                }
+                // Verify, as setpriv and gosu do.
+                let is = |nr, want: u32| libc::syscall(nr) == libc::c_long::from(want);
+                if !is(libc::SYS_getgid, gid) || !is(libc::SYS_getegid, gid) {
+                    return Err(Failed {
+                        step: Step::Gid,
+                        errno: libc::EPERM,
+                    });
+                }
+                if let Some(uid) = creds.uid {
+                    if !is(libc::SYS_getuid, uid) || !is(libc::SYS_geteuid, uid) {
+                        return Err(Failed {
+                            step: Step::Uid,
+                            errno: libc::EPERM,
+                        });
+                    }
+                    if uid != 0 && libc::syscall(libc::SYS_setresuid, 0, 0, 0) == 0 {
+                        return Err(Failed {
+                            step: Step::RootRegained,
+                            errno: libc::EPERM,
+                        });
+                    }
+                }
+            }
+            // After the credentials, which clear it.
             if self.deathsig {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong);
                 if libc::getppid() != self.parent {
-                    return Err(libc::ESRCH);
+                    return Err(Failed {
+                        step: Step::ParentGone,
+                        errno: libc::ESRCH,
+                    });
                 }
             }
-            // dup2(3, 3) would keep FD_CLOEXEC: clear it instead.
-            let placed = match self.fd3 {
-                Some(3) => libc::fcntl(3, libc::F_SETFD, 0),
-                Some(fd) => libc::dup2(fd, 3),
-                None => 0,
-            };
-            if placed < 0 {
-                return Err(errno());
+            match (self.fd3, self.inetd) {
+                (Some(fd), true) => {
+                    // The connection stays CLOEXEC where it is: it closes
+                    // on exec, and only stdin and stdout remain.
+                    check(libc::dup2(fd, 0).into(), Step::Fds)?;
+                    check(libc::dup2(fd, 1).into(), Step::Fds)?;
+                }
+                // dup2(3, 3) would keep FD_CLOEXEC: clear it instead.
+                (Some(3), false) => check(libc::fcntl(3, libc::F_SETFD, 0).into(), Step::Fds)?,
+                (Some(fd), false) => check(libc::dup2(fd, 3).into(), Step::Fds)?,
+                (None, _) => {}
             }
             // Every source is above every target (see `extra`): no move
             // overwrites an fd still to be moved.
             for (i, &fd) in self.extra.iter().enumerate() {
-                if libc::dup2(fd, self.extra_at + i as RawFd) < 0 {
-                    return Err(errno());
+                check(libc::dup2(fd, self.extra_at + i as RawFd).into(), Step::Fds)?;
+            }
+            if let Some((soft, hard)) = self.nofile {
+                // The kernel's struct rlimit64, whatever the libc's types.
+                #[repr(C)]
+                struct Rlimit64 {
+                    cur: u64,
+                    max: u64,
                 }
+                let limit = Rlimit64 {
+                    cur: soft,
+                    max: hard,
+                };
+                let none: *mut Rlimit64 = std::ptr::null_mut();
+                check(
+                    libc::syscall(
+                        libc::SYS_prlimit64,
+                        0,
+                        libc::RLIMIT_NOFILE,
+                        &raw const limit,
+                        none,
+                    ),
+                    Step::Limit,
+                )?;
             }
             if self.new_group {
                 libc::setpgid(0, 0);
@@ -448,13 +646,22 @@ impl Setup<'_> {
                     libc::tcsetpgrp(0, libc::getpid());
                 }
             }
+            if let Some(dir) = self.chdir {
+                check(libc::chdir(dir.as_ptr()).into(), Step::Chdir)?;
+            }
         }
+        Ok(())
+    }
+
+    /// Resets the signal state for the program, last before exec: until
+    /// then every signal stays blocked, so no handler of gracewrap's can
+    /// run in the child.
+    fn reset_signals(&self) {
         crate::sys::signals::child_reset(
             &self.caught[..self.ncaught],
             self.keep_signals,
             Some(self.mask),
         );
-        Ok(())
     }
 }
 
@@ -464,71 +671,266 @@ fn errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-/// A child to start: gracewrap itself again (/proc/self/exe, which
-/// survives the binary being replaced on disk) with these arguments and
-/// this environment.
+/// The stack a `clone(CLONE_VM | CLONE_VFORK)` child runs on until it
+/// execs: mapped once, with a guard page below it, and reused by every
+/// child (the parent is suspended while one uses it).
 #[derive(Debug)]
-pub struct Child {
-    pub argv: Vec<OsString>,
-    pub env: Env,
+pub struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
 }
 
-impl Child {
-    /// fork(2), `setup` in the child, execve(2) of /proc/self/exe. Returns
-    /// the child's pid once it has exec'd, or why it could not: the child
-    /// writes its errno to a CLOEXEC pipe, which an exec closes.
-    pub fn spawn(&self, setup: &Setup<'_>) -> io::Result<i32> {
-        use std::os::fd::AsRawFd;
-        let argv = CArray::argv(&self.argv);
-        let envp = CArray::new(self.env.0.clone());
-        let (status_r, mut status_w) = io::pipe()?;
-        if !setup.extra.is_empty() {
-            // Above the fds the child places: a failure is reported on
-            // this pipe, never written into a stored fd.
-            let above = setup.extra_at + setup.extra.len() as RawFd;
-            status_w = rustix::io::fcntl_dupfd_cloexec(&status_w, above)?.into();
-        }
-        let w = status_w.as_raw_fd();
-        // SAFETY: gracewrap is single-threaded, so the child may run any
-        // code; it runs only syscalls on memory prepared above, and ends in
-        // execve or _exit.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let err = match setup.run_in_child() {
-                // SAFETY: NULL-terminated arrays of NUL-terminated strings
-                // that outlive the call.
-                Ok(()) => unsafe {
-                    libc::execve(c"/proc/self/exe".as_ptr(), argv.as_ptr(), envp.as_ptr());
-                    errno()
-                },
-                Err(e) => e,
-            };
-            // SAFETY: a write of 4 bytes from a local, then _exit(2).
-            unsafe {
-                libc::write(w, (&raw const err).cast(), 4);
-                libc::_exit(127)
-            }
-        }
-        if pid < 0 {
+/// Room for [`Setup`]'s steps and [`Program::exec`], which use little.
+const STACK_SIZE: usize = 64 * 1024;
+
+impl Stack {
+    pub fn new() -> io::Result<Stack> {
+        // SAFETY: sysconf has no memory effects.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = STACK_SIZE + page;
+        // SAFETY: a new private anonymous mapping; nothing else refers to
+        // the range.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        drop(status_w);
-        let mut buf = [0u8; 4];
-        let n = loop {
-            match rustix::io::read(&status_r, &mut buf) {
-                Err(rustix::io::Errno::INTR) => continue,
-                other => break other.unwrap_or(0),
-            }
-        };
-        if n == 0 {
-            return Ok(pid);
+        let stack = Stack { base, len };
+        // The lowest page: an overflow faults instead of writing into
+        // whatever lies below. SAFETY: the first page of our own mapping.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        // It failed before exec: reap it, say why.
-        let _ = rustix::process::waitpid(
-            rustix::process::Pid::from_raw(pid),
-            rustix::process::WaitOptions::empty(),
-        );
-        Err(io::Error::from_raw_os_error(i32::from_ne_bytes(buf)))
+        Ok(stack)
+    }
+
+    /// The top, where a downward-growing stack starts (16-byte aligned:
+    /// mmap returns page-aligned memory).
+    fn top(&mut self) -> *mut libc::c_void {
+        // SAFETY: one past the end of our mapping, which clone(2) takes as
+        // the initial stack pointer.
+        unsafe { self.base.cast::<u8>().add(self.len).cast() }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; no child runs on it once spawn returned.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+/// Why [`spawn`] started nothing.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// clone(2) or fork(2) failed (EAGAIN: too many processes).
+    Fork(io::Error),
+    /// The child failed at a step before its program ran.
+    Child(Failed),
+}
+
+/// The prefixes of the entries a child completes with its pid and pidfd
+/// id (see `run_child`).
+const PID_PREFIX: &[u8] = b"LISTEN_PID=";
+const PIDFDID_PREFIX: &[u8] = b"LISTEN_PIDFDID=";
+
+/// What the child gets, all of it prepared by the parent.
+struct ChildArgs<'a> {
+    setup: &'a Setup<'a>,
+    program: &'a Program,
+    envp: *mut *const libc::c_char,
+    /// With `own_pid`: where in `envp` the two pid entries are.
+    pid_at: usize,
+    pid_entry: *mut u8,
+    pidfd_entry: *mut u8,
+    /// Where a vfork child leaves its failure for the parent.
+    failed: *mut Option<Failed>,
+}
+
+/// Starts `program` in a child with the environment `env` then `more`,
+/// after the steps of `setup`. Returns its pid once it runs `program`,
+/// or why it does not.
+///
+/// How: clone(2) with CLONE_VM | CLONE_VFORK, as posix_spawn(3) does in
+/// glibc and musl: no page tables are copied (fork(2) of a resident
+/// gracewrap costs more than the exec that follows), the parent sleeps
+/// until the child has exec'd or exited, and a failure comes back
+/// through the memory they share. The child runs on [`Stack`] with every
+/// signal blocked, so no handler of ours can run on shared memory, and
+/// does only [`Setup`]'s raw syscalls and [`Program::exec`]: nothing
+/// allocates or takes a lock.
+///
+/// With a uid in `setup.creds`, fork(2) instead, and the parent does not
+/// wait: a child that has become the user can be stopped by that user
+/// (SIGSTOP) before it execs, and a parent suspended by CLONE_VFORK would
+/// then stop serving. Such a child reports its own failure with
+/// `report` (a fork child may allocate: gracewrap is single-threaded)
+/// and [`spawn`] returns its pid.
+pub fn spawn(
+    program: &Program,
+    env: &[CString],
+    more: &[CString],
+    setup: &Setup<'_>,
+    stack: &mut Stack,
+    report: &dyn Fn(Failed),
+) -> Result<i32, SpawnError> {
+    let mut ptrs: Vec<*const libc::c_char> = Vec::with_capacity(env.len() + more.len() + 3);
+    ptrs.extend(env.iter().chain(more).map(|e| e.as_ptr()));
+    let pid_at = ptrs.len();
+    let mut pid_entry = [0u8; 32];
+    let mut pidfd_entry = [0u8; 40];
+    pid_entry[..PID_PREFIX.len()].copy_from_slice(PID_PREFIX);
+    pidfd_entry[..PIDFDID_PREFIX.len()].copy_from_slice(PIDFDID_PREFIX);
+    if setup.own_pid {
+        ptrs.push(pid_entry.as_ptr().cast());
+        ptrs.push(pidfd_entry.as_ptr().cast());
+    }
+    ptrs.push(std::ptr::null());
+    let mut failed: Option<Failed> = None;
+    let args = ChildArgs {
+        setup,
+        program,
+        envp: ptrs.as_mut_ptr(),
+        pid_at,
+        pid_entry: pid_entry.as_mut_ptr(),
+        pidfd_entry: pidfd_entry.as_mut_ptr(),
+        failed: &raw mut failed,
+    };
+    if setup.creds.is_some_and(|c| c.uid.is_some()) {
+        // SAFETY: gracewrap is single-threaded, so the child may run any
+        // code; it runs the steps and exec, or reports and exits.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let f = run_child(&args);
+            report(f);
+            // SAFETY: _exit(2) ends the child without running anything
+            // of the parent's.
+            unsafe { libc::_exit(f.status()) }
+        }
+        return if pid < 0 {
+            Err(SpawnError::Fork(io::Error::last_os_error()))
+        } else {
+            Ok(pid)
+        };
+    }
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    // SAFETY: the child runs `vfork_child` on `stack`, which nothing else
+    // uses, with `args`, which lives on our frame; CLONE_VFORK suspends us
+    // until it has exec'd or exited, so all it borrows outlives it, and
+    // nothing of ours runs meanwhile.
+    let pid = unsafe {
+        libc::clone(
+            vfork_child,
+            stack.top(),
+            flags,
+            (&raw const args).cast_mut().cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(SpawnError::Fork(io::Error::last_os_error()));
+    }
+    // The child wrote `failed` (through `args.failed`) before it exited.
+    match failed {
+        Some(f) => Err(SpawnError::Child(f)),
+        None => Ok(pid),
+    }
+}
+
+extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` on the suspended parent's frame
+    // (see `spawn`).
+    let args = unsafe { &*arg.cast::<ChildArgs<'_>>() };
+    let f = run_child(args);
+    // SAFETY: the parent's `failed`, which it reads once we are gone;
+    // then _exit(2), never a return into the parent's code.
+    unsafe {
+        *args.failed = Some(f);
+        libc::_exit(f.status())
+    }
+}
+
+/// The child: the steps, its own pid, the signal state, exec. Returns
+/// only why it did not exec.
+fn run_child(args: &ChildArgs<'_>) -> Failed {
+    if let Err(f) = args.setup.run_in_child() {
+        return f;
+    }
+    if args.setup.own_pid {
+        // SAFETY: the pid entries and `envp` are the parent's buffers,
+        // prepared for this (see `spawn`), in memory we own or share
+        // with a suspended parent: each entry has 21 bytes after its
+        // prefix (32 = 11 + 21, 40 > 15 + 21), and `pid_at + 1` is the
+        // LISTEN_PIDFDID slot, before the final NULL.
+        unsafe {
+            let pid = libc::getpid() as u64;
+            let at = args.pid_entry.add(PID_PREFIX.len()).cast::<[u8; 21]>();
+            write_number(&mut *at, pid);
+            match pidfd_id() {
+                Some(id) => {
+                    let at = args
+                        .pidfd_entry
+                        .add(PIDFDID_PREFIX.len())
+                        .cast::<[u8; 21]>();
+                    write_number(&mut *at, id);
+                }
+                // The entry goes: the array ends there.
+                None => *args.envp.add(args.pid_at + 1) = std::ptr::null(),
+            }
+        }
+    }
+    args.setup.reset_signals();
+    Failed {
+        step: Step::Exec,
+        errno: args.program.exec(args.envp.cast_const()),
+    }
+}
+
+/// Writes `n` in decimal and a NUL at the start of `out`, as a pid entry
+/// of [`spawn`] needs; no allocation.
+fn write_number(out: &mut [u8; 21], mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    out[len] = 0;
+}
+
+/// The inode number of a pidfd for this process (pidfs, Linux 6.9+), as
+/// [`crate::protocol::pidfd_id`] finds it, with raw syscalls only.
+fn pidfd_id() -> Option<u64> {
+    const PIDFS_MAGIC: i64 = 0x5049_4446;
+    // SAFETY: pidfd_open, fstatfs, fstat and close on an fd we opened,
+    // into local structs.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) as libc::c_int;
+        if fd < 0 {
+            return None;
+        }
+        // The raw syscalls: musl has no fstatfs64, and its wrappers are
+        // no better than these.
+        let mut fs: libc::statfs = std::mem::zeroed();
+        let mut st: libc::stat = std::mem::zeroed();
+        let ok = libc::syscall(libc::SYS_fstatfs, fd, &raw mut fs) == 0
+            && fs.f_type as i64 == PIDFS_MAGIC
+            && libc::syscall(libc::SYS_fstat, fd, &raw mut st) == 0;
+        libc::close(fd);
+        ok.then_some(st.st_ino as u64)
     }
 }
 

@@ -40,6 +40,21 @@ pub fn if_nametoindex(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// `if_indextoname(index)`: the name of a network interface, None if
+/// there is no such interface.
+pub fn if_indextoname(index: u32) -> Option<String> {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes if_indextoname(3) may
+    // write, a NUL-terminated name on success.
+    let p = unsafe { libc::if_indextoname(index, name.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success `name` holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// getpgrp(2): our process group, 0 when it is not visible from our PID
 /// namespace (process 1 of a namespace, started from a group outside it).
 /// rustix's `getpgrp` takes it for a positive number.

@@ -220,3 +220,285 @@ fn accept_needs_listening_sockets_and_an_existing_program() {
         "{out}"
     );
 }
+
+/// Everything a connection's reply says, read to EOF.
+fn reply(mut s: impl Read) -> String {
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// REMOTE_ADDR and REMOTE_PORT as systemd sets them for Accept=yes:
+/// IPv4 dotted, IPv6 short, an IPv4 client of a dual-stack socket as
+/// plain IPv4; with --inetd too; nothing for a unix peer; and never
+/// gracewrap's own (an inetd that started it).
+#[test]
+fn remote_addr_and_port_name_the_peer_as_systemd_sets_them() {
+    let show = "echo \"${REMOTE_ADDR-unset} ${REMOTE_PORT-unset}\"";
+    for inetd in [false, true] {
+        let mut cmd = gracewrap(["-a", "-v", "-l", "tcp::0"]);
+        if inetd {
+            cmd.arg("--inetd");
+        }
+        let program = if inetd {
+            show.to_string()
+        } else {
+            format!("{show} >&3")
+        };
+        cmd.args(["--", "sh", "-c", &program])
+            .env("REMOTE_ADDR", "192.0.2.99")
+            .env("REMOTE_PORT", "1");
+        let mut g = Running::spawn(&mut cmd);
+        let port = port_of(&g.accepting_addr());
+        for (host, shown) in [("127.0.0.1", "127.0.0.1"), ("::1", "::1")] {
+            let s = TcpStream::connect((host, port)).unwrap();
+            let local = s.local_addr().unwrap();
+            assert_eq!(
+                reply(s),
+                format!("{shown} {}\n", local.port()),
+                "inetd {inetd}, client {host}"
+            );
+        }
+    }
+    let dir = temp_dir("remoteunix");
+    let path = dir.join("s");
+    let spec = format!("unix:{}", path.display());
+    let mut g = Running::spawn(
+        gracewrap(["-a", "-v", "--inetd", "-l", &spec, "--", "sh", "-c", show])
+            .env("REMOTE_ADDR", "192.0.2.99"),
+    );
+    g.accepting_addr();
+    let s = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    assert_eq!(reply(s), "unset unset\n");
+}
+
+/// Reads one line from a connection a child holds open, or "" if it was
+/// closed without one.
+fn first_line(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut line = String::new();
+    let _ = BufReader::new(s).read_line(&mut line);
+    line
+}
+
+fn connect_from(local: &str, addr: &str) -> TcpStream {
+    let to: std::net::SocketAddr = addr.parse().unwrap();
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .unwrap();
+    let from: std::net::SocketAddr = format!("{local}:0").parse().unwrap();
+    rustix::net::bind(&sock, &from).unwrap();
+    rustix::net::connect(&sock, &to).unwrap();
+    TcpStream::from(sock)
+}
+
+/// --max-connections-per-source: a source at its limit has further
+/// connections closed at once (no child, no wait in the backlog), others
+/// are served, and the source is served again once one of its children
+/// is gone; -v says so, and the total at the end.
+#[test]
+fn max_connections_per_source_closes_the_excess_at_once() {
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "--max-connections-per-source",
+        "2",
+        "-l",
+        "tcp:0.0.0.0:0",
+        "--",
+        &p(),
+        "hold",
+    ]));
+    let addr = format!("127.0.0.1:{}", port_of(&g.accepting_addr()));
+    let gpid = g.child.id();
+    let mut a = connect_from("127.0.0.1", &addr);
+    let mut b = connect_from("127.0.0.1", &addr);
+    assert!(first_line(&mut a).starts_with("pid "));
+    assert!(first_line(&mut b).starts_with("pid "));
+    let mut c = connect_from("127.0.0.1", &addr);
+    let c_port = c.local_addr().unwrap().port();
+    assert_eq!(first_line(&mut c), "", "closed without a child");
+    let line = g.stderr_line("closed a connection");
+    assert_eq!(
+        line,
+        format!(
+            "gracewrap: closed a connection from 127.0.0.1:{c_port}: its source has 2 open (--max-connections-per-source)"
+        )
+    );
+    // Another source is not held back.
+    let mut other = connect_from("127.0.0.2", &addr);
+    assert!(first_line(&mut other).starts_with("pid "));
+    assert_eq!(children_of(gpid).len(), 3);
+    // A second refusal within the second is counted, not said.
+    let mut d = connect_from("127.0.0.1", &addr);
+    assert_eq!(first_line(&mut d), "");
+    // One child gone: the source is served again.
+    drop(a);
+    wait_until("the first child to be reaped", || {
+        children_of(gpid).len() == 2
+    });
+    let mut e = connect_from("127.0.0.1", &addr);
+    assert!(first_line(&mut e).starts_with("pid "), "served again");
+    signal(&g, libc::SIGTERM);
+    assert_eq!(g.wait().code(), Some(0));
+    let rest = g.rest_of_stderr();
+    assert!(
+        rest.contains(
+            &"gracewrap: 2 connection(s) were closed at once over --max-connections-per-source"
+                .to_string()
+        ),
+        "{rest:?}"
+    );
+    assert!(
+        !rest.iter().any(|l| l.contains("closed a connection")),
+        "{rest:?}"
+    );
+    drop((b, other));
+}
+
+/// For a unix socket the source is the peer's uid (SO_PEERCRED), as in
+/// systemd: root at its limit does not hold back another user.
+#[test]
+fn per_source_counts_unix_peers_by_uid() {
+    let name = format!("gw-per-uid-{}", std::process::id());
+    let spec = format!("unix:@{name}");
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "--inetd",
+        "--max-connections-per-source",
+        "1",
+        "-l",
+        &spec,
+        "--",
+        "sh",
+        "-c",
+        "echo served; read x",
+    ]));
+    g.accepting_addr();
+    let connect = |as_nobody: bool| {
+        let code = format!(
+            "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect('\\0{name}')\nsys.stdout.write(s.makefile().readline())\n"
+        );
+        let mut cmd = if as_nobody {
+            let mut c = std::process::Command::new("setpriv");
+            // Debian's python3: the one first in PATH may be out of
+            // nobody's reach.
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+            ]);
+            c
+        } else {
+            std::process::Command::new("/usr/bin/python3")
+        };
+        let out = cmd.args(["-c", &code]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let holder = std::os::unix::net::UnixStream::connect_addr(
+        &<std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut held = String::new();
+    BufReader::new(&holder).read_line(&mut held).unwrap();
+    assert_eq!(held, "served\n");
+    assert_eq!(connect(false), "", "a second root connection is closed");
+    g.stderr_line("closed a connection from uid 0: its source has 1 open");
+    assert_eq!(connect(true), "served\n", "another uid is served");
+}
+
+/// With --user each child is forked (not vforked) and drops privileges
+/// itself: it runs as the user, with LISTEN_PID its own pid.
+#[test]
+fn with_user_each_connection_runs_as_the_user_with_its_own_listen_pid() {
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "--user",
+        "nobody",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$(id -u) $(id -G) $LISTEN_PID $$\" >&3",
+    ]));
+    let addr = g.accepting_addr();
+    for _ in 0..3 {
+        let line = reply(TcpStream::connect(&addr).unwrap());
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 4, "{line:?}");
+        assert_eq!((f[0], f[1]), ("65534", "65534"), "{line}");
+        assert_eq!(f[2], f[3], "LISTEN_PID is the child's pid: {line}");
+    }
+}
+
+/// A child that cannot execute PROGRAM (removed after start) says why in
+/// exec mode's words, naming the peer; gracewrap goes on serving.
+#[test]
+fn a_program_gone_after_start_is_reported_with_the_peer() {
+    let dir = temp_dir("acceptgone");
+    let app = dir.join("app");
+    write_executable(&app, "#!/bin/sh\necho here\n");
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "--inetd",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        app.to_str().unwrap(),
+    ]));
+    let addr = g.accepting_addr();
+    assert_eq!(reply(TcpStream::connect(&addr).unwrap()), "here\n");
+    std::fs::remove_file(&app).unwrap();
+    let s = TcpStream::connect(&addr).unwrap();
+    let port = s.local_addr().unwrap().port();
+    assert_eq!(reply(s), "");
+    let line = g.stderr_line("cannot execute");
+    assert_eq!(
+        line,
+        format!(
+            "gracewrap: cannot execute {}: no such file or directory (127.0.0.1:{port})",
+            app.display()
+        )
+    );
+    write_executable(&app, "#!/bin/sh\necho back\n");
+    assert_eq!(reply(TcpStream::connect(&addr).unwrap()), "back\n");
+}
+
+/// A connection's program gets stdio, its connection at fd 3, and no
+/// other fd of gracewrap's (listeners, signal pipe, other connections).
+#[test]
+fn a_connections_program_has_no_fd_but_stdio_and_its_connection() {
+    let list = "import os; fds = sorted(int(f) for f in os.listdir('/proc/self/fd')); os.write(3, (' '.join(map(str, fds)) + '\\n').encode())";
+    let mut g = Running::spawn(&mut gracewrap([
+        "-a",
+        "-v",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "python3",
+        "-c",
+        list,
+    ]));
+    let addr = g.accepting_addr();
+    let _held = TcpStream::connect(&addr).unwrap();
+    // listdir's own fd is the lowest free one: 4.
+    assert_eq!(reply(TcpStream::connect(&addr).unwrap()), "0 1 2 3 4\n");
+}

@@ -113,18 +113,82 @@ fn a_file_that_exists_but_cannot_run_is_126_and_a_missing_one_127() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The error pipe: a step that fails in the child comes back as the
-/// spawn's error (dup2 of an fd that is not open: EBADF).
+/// A step that fails in the vfork child comes back as the spawn's error
+/// (dup2 of an fd that is not open: EBADF), through the memory the child
+/// shares with us.
 #[test]
 fn a_child_that_fails_before_exec_reports_why() {
     let mut setup = Setup::new(&[], false, 0);
     setup.fd3 = Some(999_999);
-    let child = Child {
-        argv: vec!["gracewrap".into()],
-        env: Env::default(),
-    };
-    let err = child.spawn(&setup).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
+    let program = Program::this_binary(&["gracewrap".into()]);
+    let mut stack = Stack::new().unwrap();
+    let err = spawn(&program, &[], &[], &setup, &mut stack, &|_| {}).unwrap_err();
+    match err {
+        SpawnError::Child(f) => assert_eq!(
+            f,
+            Failed {
+                step: Step::Fds,
+                errno: libc::EBADF
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    // The exec itself: every candidate missing.
+    let setup = Setup::new(&[], false, 0);
+    let program = Program::new(
+        OsStr::new("no-such-program"),
+        &[],
+        Some(OsStr::new("/nonexistent")),
+    );
+    match spawn(&program, &[], &[], &setup, &mut stack, &|_| {}).unwrap_err() {
+        SpawnError::Child(f) => assert_eq!(
+            (f.step, f.errno, f.status()),
+            (Step::Exec, libc::ENOENT, 127)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// LISTEN_PID is the child's own pid, written by the child into the
+/// environment the parent prepared, as the pid spawn returns.
+#[test]
+fn own_pid_names_the_child() {
+    let out = scratch("ownpid").join("out");
+    let mut setup = Setup::new(&[], false, 0);
+    setup.own_pid = true;
+    let script = format!(
+        "echo \"$LISTEN_PID ${{LISTEN_PIDFDID:-none}}\" > {}",
+        out.display()
+    );
+    let program = Program::new(OsStr::new("/bin/sh"), &["-c".into(), script.into()], None);
+    let mut stack = Stack::new().unwrap();
+    let env = [c"A=1".to_owned()];
+    let pid = spawn(&program, &env, &[], &setup, &mut stack, &|_| {}).unwrap();
+    let status = rustix::process::waitpid(
+        rustix::process::Pid::from_raw(pid),
+        rustix::process::WaitOptions::empty(),
+    )
+    .unwrap()
+    .unwrap()
+    .1;
+    assert_eq!(status.exit_status(), Some(0));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let (listen_pid, pidfdid) = text.trim().split_once(' ').unwrap();
+    assert_eq!(listen_pid, pid.to_string());
+    assert!(
+        pidfdid == "none" || pidfdid.parse::<u64>().is_ok(),
+        "{text}"
+    );
+}
+
+#[test]
+fn numbers_are_written_whole() {
+    for n in [0, 7, 10, 4_194_304, u64::MAX] {
+        let mut buf = [0xffu8; 21];
+        write_number(&mut buf, n);
+        let text = CStr::from_bytes_until_nul(&buf).unwrap();
+        assert_eq!(text.to_str().unwrap(), n.to_string());
+    }
 }
 
 #[test]
