@@ -17,7 +17,6 @@
 //! candidates, its environment but for `REMOTE_*` and `LISTEN_PID`, the
 //! credentials, all prepared once at start ([`Launch`]).
 
-use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -249,9 +248,11 @@ impl<'a> Launch<'a> {
 }
 
 /// The connections each source has open (`--max-connections-per-source`).
+/// A list, not a hash map: it holds at most `--max-connections` entries,
+/// and a map with its random keys costs 10 kB of binary.
 #[derive(Debug, Default)]
 struct Sources {
-    open: HashMap<Source, usize>,
+    open: Vec<(Source, usize)>,
     /// Connections closed at once for being over the limit.
     refused: u64,
     /// Refusals since the last line about them, and when that was.
@@ -266,19 +267,24 @@ const REFUSALS_EVERY: Duration = Duration::from_secs(1);
 impl Sources {
     /// Counts a connection from `source` in, unless it has `limit`.
     fn admit(&mut self, source: Source, limit: usize) -> bool {
-        let open = self.open.entry(source).or_default();
-        if *open >= limit {
-            return false;
+        match self.open.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, open)) if *open >= limit => false,
+            Some((_, open)) => {
+                *open += 1;
+                true
+            }
+            None => {
+                self.open.push((source, 1));
+                true
+            }
         }
-        *open += 1;
-        true
     }
 
     fn release(&mut self, source: Source) {
-        if let Some(open) = self.open.get_mut(&source) {
-            *open -= 1;
-            if *open == 0 {
-                self.open.remove(&source);
+        if let Some(i) = self.open.iter().position(|(s, _)| *s == source) {
+            self.open[i].1 -= 1;
+            if self.open[i].1 == 0 {
+                self.open.swap_remove(i);
             }
         }
     }
@@ -319,7 +325,7 @@ fn serve(
     stack: &mut Stack,
 ) -> Result<Status> {
     // Each child, and the source it counts against.
-    let mut children: HashMap<i32, Option<Source>> = HashMap::new();
+    let mut children: Vec<(i32, Option<Source>)> = Vec::new();
     let mut sources = Sources::default();
     let wake = watch.fd();
     // While accept(2) lacks fds or memory, the listeners stay readable:
@@ -349,7 +355,9 @@ fn serve(
         drop(polls);
         let signals = watch.take();
         resident::reap(|pid, _| {
-            if let Some(Some(source)) = children.remove(&pid) {
+            if let Some(i) = children.iter().position(|(c, _)| *c == pid)
+                && let (_, Some(source)) = children.swap_remove(i)
+            {
                 sources.release(source);
             }
         });
@@ -415,9 +423,7 @@ fn serve(
                 };
                 match launch.start(&conn, &peer, stack) {
                     // Reaped through SIGCHLD and wait(2).
-                    Some(pid) => {
-                        children.insert(pid, source);
-                    }
+                    Some(pid) => children.push((pid, source)),
                     None => {
                         if let Some(source) = source {
                             sources.release(source);
