@@ -11,6 +11,11 @@
 //! cargo build --release --bins --examples
 //! target/release/gracewrap --listen http=tcp::8080 -- target/release/examples/demo
 //! ```
+//!
+//! `demo --leave-orphan` first leaves a process behind the way a careless
+//! server does (a grandchild whose parent exits without waiting; it exits
+//! 2 s later), for PID 1 to reap: .ci/container checks that gracewrap
+//! does, in a real container.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -191,11 +196,41 @@ fn notify_ready() -> std::io::Result<()> {
         .map(drop)
 }
 
+/// `--leave-orphan`: starts a child (`--orphan-parent`) that starts a
+/// grandchild (`--orphan`) and exits at once, so the grandchild is
+/// re-parented to PID 1 (or the nearest subreaper), which must reap it
+/// when it exits 2 s later. Returns for the demo's own run.
+fn orphan_roles(sockets_taken: bool) {
+    use std::process::Command;
+    match (std::env::args().nth(1).as_deref(), sockets_taken) {
+        (Some("--orphan"), false) => {
+            std::thread::sleep(Duration::from_secs(2));
+            std::process::exit(0)
+        }
+        (Some("--orphan-parent"), false) => {
+            let _ = Command::new("/proc/self/exe").arg("--orphan").spawn();
+            std::process::exit(0) // without waiting for it
+        }
+        // After the sockets are taken (CLOEXEC): the orphan holds none.
+        (Some("--leave-orphan"), true) => {
+            if let Err(e) = Command::new("/proc/self/exe")
+                .arg("--orphan-parent")
+                .status()
+            {
+                eprintln!("demo: cannot leave an orphan: {e}");
+            }
+        }
+        _ => {}
+    }
+}
+
 fn main() {
+    orphan_roles(false);
     let sockets = listen_fds_with_names().unwrap_or_else(|e| {
         eprintln!("demo: {e}");
         std::process::exit(1)
     });
+    orphan_roles(true);
     if sockets.is_empty() {
         eprintln!("demo: no sockets passed (run it under gracewrap --listen ...)");
         std::process::exit(1);

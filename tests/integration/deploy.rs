@@ -194,16 +194,29 @@ struct Image {
     cmd: Option<Vec<String>>,
     user: Option<String>,
     expose: Vec<String>,
-    /// `COPY --from=build SRC DEST`: DEST -> SRC.
+    /// `COPY --from=binaries /out/NAME DEST`: DEST -> /out/NAME.
     files: BTreeMap<String, String>,
 }
 
+/// The stages that only provide the binaries, at /out: `build` compiles
+/// them, `local` takes them from the build context, and `binaries` is
+/// the one of the two that `ARG BINARIES` names.
+const BINARY_STAGES: [&str; 3] = ["build", "local", "binaries"];
+
 #[derive(Debug, Default)]
 struct Dockerfile {
+    /// `ARG BINARIES=...` before the first FROM, and the base of the
+    /// `binaries` stage.
+    binaries_default: String,
+    binaries_from: String,
     /// WORKDIR and the RUN lines of the build stage.
     workdir: String,
     run: String,
-    /// The other stages, in order.
+    /// The build stage's `cp SRC /out/NAME`: /out/NAME -> SRC.
+    outs: BTreeMap<String, String>,
+    /// The local stage's `COPY NAME... /out/`: the /out/NAME it makes.
+    local_outs: Vec<String>,
+    /// The runtime stages, in order.
     stages: Vec<(String, Image)>,
 }
 
@@ -278,6 +291,11 @@ impl Dockerfile {
             let (instr, rest) = line.split_once(char::is_whitespace).unwrap();
             let rest = rest.trim();
             let instr = instr.to_ascii_uppercase();
+            if instr == "ARG" && current.is_empty() {
+                let value = rest.strip_prefix("BINARIES=");
+                d.binaries_default = value.unwrap_or_else(|| panic!("{line}")).into();
+                continue;
+            }
             if instr == "FROM" {
                 let words: Vec<&str> = rest.split_whitespace().collect();
                 let [base, as_, name] = words[..] else {
@@ -285,7 +303,10 @@ impl Dockerfile {
                 };
                 assert!(as_.eq_ignore_ascii_case("as"), "{line}");
                 current = name.to_string();
-                if name != "build" {
+                if name == "binaries" {
+                    d.binaries_from = base.to_string();
+                }
+                if !BINARY_STAGES.contains(&name) {
                     let image = d
                         .stages
                         .iter()
@@ -299,19 +320,41 @@ impl Dockerfile {
             if current == "build" {
                 match instr.as_str() {
                     "WORKDIR" => d.workdir = rest.to_string(),
-                    "RUN" => d.run.push_str(rest),
+                    "RUN" => {
+                        d.run.push_str(rest);
+                        for command in rest.split("&&") {
+                            let words: Vec<&str> = command.split_whitespace().collect();
+                            if let ["cp", src, dest] = words[..] {
+                                d.outs.insert(dest.to_string(), src.to_string());
+                            }
+                        }
+                    }
                     "COPY" => {}
                     _ => panic!("unexpected in the build stage: {line}"),
                 }
                 continue;
             }
+            if current == "local" {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                match (instr.as_str(), words.split_last()) {
+                    ("COPY", Some((&"/out/", names))) => d
+                        .local_outs
+                        .extend(names.iter().map(|n| format!("/out/{n}"))),
+                    _ => panic!("unexpected in the local stage: {line}"),
+                }
+                continue;
+            }
+            assert_ne!(
+                current, "binaries",
+                "the binaries stage is only a FROM: {line}"
+            );
             let image = &mut d.stages.last_mut().expect("a stage").1;
             let json = |what: &str| json_strings(rest).unwrap_or_else(|e| panic!("{what}: {e}"));
             match instr.as_str() {
                 "COPY" => {
                     let words: Vec<&str> = rest.split_whitespace().collect();
-                    let ["--from=build", src, dest] = words[..] else {
-                        panic!("COPY other than one file from the build stage: {line}")
+                    let ["--from=binaries", src, dest] = words[..] else {
+                        panic!("COPY other than one file from the binaries stage: {line}")
                     };
                     image.files.insert(dest.to_string(), src.to_string());
                 }
@@ -335,7 +378,7 @@ impl Dockerfile {
             .1
     }
 
-    /// The build's output directory in the build stage.
+    /// The build's output directory in the build stage, from WORKDIR.
     fn release_dir(&self) -> String {
         let words: Vec<&str> = self.run.split_whitespace().collect();
         let target = words
@@ -343,15 +386,24 @@ impl Dockerfile {
             .find(|w| w[0] == "--target")
             .map(|w| w[1])
             .expect("cargo build --target");
-        format!("{}/target/{target}/release/", self.workdir)
+        format!("target/{target}/release/")
+    }
+
+    /// What cargo built, relative to its release directory, for a file
+    /// the image COPYs from /out: `gracewrap` or `examples/NAME`.
+    fn built<'a>(&'a self, out: &str) -> &'a str {
+        let src = self
+            .outs
+            .get(out)
+            .unwrap_or_else(|| panic!("{out}: the build stage puts nothing there"));
+        src.strip_prefix(&self.release_dir())
+            .unwrap_or_else(|| panic!("cp {src}: not in {}", self.release_dir()))
     }
 
     /// The binary cargo built here for a file the image COPYs to `dest`.
     fn local(&self, image: &Image, dest: &str) -> PathBuf {
         let src = &image.files[dest];
-        let built = src
-            .strip_prefix(&self.release_dir())
-            .unwrap_or_else(|| panic!("COPY {src}: not in {}", self.release_dir()));
+        let built = self.built(src);
         match built.strip_prefix("examples/") {
             Some(name) => example(name),
             None => {
@@ -395,6 +447,18 @@ fn dockerfile_stages_are_exec_form_and_run_what_the_build_stage_built() {
         "a static build, for FROM scratch: {}",
         d.run
     );
+    assert_eq!(d.workdir, "/src");
+    // The one-command build by default; BINARIES=local takes the same
+    // files from the context.
+    assert_eq!(d.binaries_default, "build");
+    assert_eq!(d.binaries_from, "${BINARIES}");
+    let outs: Vec<&String> = d.outs.keys().collect();
+    let mut local: Vec<&String> = d.local_outs.iter().collect();
+    local.sort();
+    assert_eq!(
+        local, outs,
+        "the local stage copies what the build stage makes"
+    );
     for (stage, image) in &d.stages {
         let entrypoint = image.entrypoint.as_ref().expect("an ENTRYPOINT");
         let cmd = image.cmd.as_ref().unwrap_or_else(|| {
@@ -405,7 +469,7 @@ fn dockerfile_stages_are_exec_form_and_run_what_the_build_stage_built() {
             assert!(image.files.contains_key(path), "{stage}: {path} not COPY'd");
         }
         for src in image.files.values() {
-            let built = src.strip_prefix(&d.release_dir()).unwrap();
+            let built = d.built(src);
             let flag = match built.strip_prefix("examples/") {
                 Some(name) => format!("--example {name}"),
                 None => format!("--bin {built}"),
@@ -910,4 +974,126 @@ fn systemd_socket_unit_socket_at_fd_3_and_gracewraps_own_at_fd_4() {
     assert_eq!((pid, m.as_str()), (main, "READY=1"));
     kill(main, Signal::TERM);
     g.wait();
+}
+
+// examples/kubernetes
+
+/// The Deployment's container, as PyYAML reads it: command, args, and
+/// the other fields that must agree with the image, as strings.
+struct Pod {
+    command: Vec<String>,
+    args: Vec<String>,
+    grace: u64,
+    user: String,
+    port: String,
+    port_name: String,
+    probe_port: String,
+    image: String,
+    read_only_root: bool,
+    mounts: Vec<String>,
+}
+
+fn read_deployment() -> Pod {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes/deployment.yaml");
+    let script = r#"
+import json, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+assert len(docs) == 1 and docs[0]["apiVersion"] == "apps/v1" and docs[0]["kind"] == "Deployment", docs
+spec = docs[0]["spec"]["template"]["spec"]
+assert docs[0]["spec"]["selector"]["matchLabels"].items() <= docs[0]["spec"]["template"]["metadata"]["labels"].items()
+(c,) = spec["containers"]
+sc, p = spec["securityContext"], c["ports"][0]
+for v in (c["command"], c["args"],
+          [str(spec["terminationGracePeriodSeconds"]), f'{sc["runAsUser"]}:{sc["runAsGroup"]}',
+           str(p["containerPort"]), p["name"], str(c["readinessProbe"]["httpGet"]["port"]),
+           c["image"], str(c["securityContext"]["readOnlyRootFilesystem"])],
+          [m["mountPath"] for m in c.get("volumeMounts", [])]):
+    print(json.dumps(v))
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output()
+        .expect("/usr/bin/python3 (with python3-yaml: .ci/deps)");
+    assert!(
+        out.status.success(),
+        "{} does not parse: {out:?}",
+        path.display()
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Vec<String>> = text.lines().map(|l| json_strings(l).unwrap()).collect();
+    let [command, args, fields, mounts] = &lines[..] else {
+        panic!("{text}")
+    };
+    Pod {
+        command: command.clone(),
+        args: args.clone(),
+        grace: fields[0].parse().unwrap(),
+        user: fields[1].clone(),
+        port: fields[2].clone(),
+        port_name: fields[3].clone(),
+        probe_port: fields[4].clone(),
+        image: fields[5].clone(),
+        read_only_root: fields[6] == "True",
+        mounts: mounts.clone(),
+    }
+}
+
+/// examples/kubernetes/deployment.yaml is valid YAML and a Deployment
+/// (PyYAML reads it), and its container runs what the supervise stage of
+/// examples/Dockerfile has: the ENTRYPOINT with `--stop-delay` and
+/// `--pid-file` added and nothing else changed, the CMD as `args`, its
+/// user and port; the grace period outlasts the stop delay and both
+/// stop timeouts; the pid file is on a volume, the root being read-only.
+/// (.ci/container runs this command in the image and restarts it with
+/// `gracewrap --restart`, as the README there says.)
+#[test]
+fn kubernetes_deployment_runs_the_supervise_image_as_built() {
+    let d = Dockerfile::read();
+    let image = d.image("supervise");
+    let pod = read_deployment();
+    assert!(pod.image.ends_with(":supervise"), "{}", pod.image);
+    let entrypoint = image.entrypoint.as_ref().unwrap();
+    let mut added = Vec::new();
+    let mut rest = Vec::new();
+    let mut words = pod.command.iter();
+    while let Some(w) = words.next() {
+        if w == "--stop-delay" || w == "--pid-file" {
+            added.push((w.as_str(), words.next().unwrap().as_str()));
+        } else {
+            rest.push(w.clone());
+        }
+    }
+    assert_eq!(
+        &rest, entrypoint,
+        "the image's ENTRYPOINT, two options added"
+    );
+    assert_eq!(
+        added,
+        [("--stop-delay", "5s"), ("--pid-file", "/run/gracewrap/pid")]
+    );
+    assert_eq!(
+        Some(&pod.args),
+        image.cmd.as_ref(),
+        "args are the image's CMD"
+    );
+    assert_eq!(Some(pod.user.as_str()), image.user.as_deref());
+    assert_eq!(image.expose, [pod.port.as_str()], "containerPort");
+    assert!(
+        pod.probe_port == pod.port_name || pod.probe_port == pod.port,
+        "the readiness probe asks the demo's port"
+    );
+    let delay = duration(added[0].1);
+    let stop = duration(option(entrypoint, "--stop-timeout").unwrap_or("10s"));
+    assert!(
+        delay + 2 * stop < Duration::from_secs(pod.grace),
+        "terminationGracePeriodSeconds {} must outlast {delay:?} + 2 x {stop:?}",
+        pod.grace
+    );
+    let pid_dir = Path::new(added[1].1).parent().unwrap().to_str().unwrap();
+    assert!(pod.read_only_root);
+    assert!(
+        pod.mounts.iter().any(|m| m == pid_dir),
+        "{pid_dir} is a volume"
+    );
 }
