@@ -39,10 +39,8 @@ slow=${SLOW:-0.5}
 out=target/bench
 mkdir -p "$out"
 
-echo "building..." >&2
-cargo build --quiet --release
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-	cargo build --quiet --release --target x86_64-unknown-linux-gnu --target-dir target/static
+# shellcheck source=benches/builds.sh
+. benches/builds.sh
 gcc -O2 -Wall -o "$out/accept_floor" benches/accept_floor.c
 gcc -O2 -Wall -o "$out/accept_client" benches/accept_client.c
 
@@ -50,18 +48,15 @@ declare -A cmd
 cmd[floor]="$out/accept_floor PORT"
 ssa=$(command -v systemd-socket-activate || true)
 [[ -n $ssa ]] && cmd[ssa]="$ssa -l 127.0.0.1:PORT -a --inetd"
-cmd[gracewrap]="target/release/gracewrap -a --inetd -l tcp:127.0.0.1:PORT --"
-cmd[static]="target/static/x86_64-unknown-linux-gnu/release/gracewrap -a --inetd -l tcp:127.0.0.1:PORT --"
-if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-	cargo build --quiet --release --target x86_64-unknown-linux-musl --target-dir target/musl
-	cmd[musl]="target/musl/x86_64-unknown-linux-musl/release/gracewrap -a --inetd -l tcp:127.0.0.1:PORT --"
-fi
+cmd[gracewrap]="$dyn -a --inetd -l tcp:127.0.0.1:PORT --"
+cmd[static]="$static -a --inetd -l tcp:127.0.0.1:PORT --"
+[[ -n $musl ]] && cmd[musl]="$musl -a --inetd -l tcp:127.0.0.1:PORT --"
 tools=(floor)
 [[ -n $ssa ]] && tools+=(ssa)
 tools+=(gracewrap static)
 [[ -n ${cmd[musl]:-} ]] && tools+=(musl)
 if [[ $(id -u) == 0 ]] && id nobody >/dev/null 2>&1; then
-	cmd[user]="target/release/gracewrap --user nobody -a --inetd -l tcp:127.0.0.1:PORT --"
+	cmd[user]="$dyn --user nobody -a --inetd -l tcp:127.0.0.1:PORT --"
 	tools+=(user)
 fi
 if [[ -n ${BASELINE:-} ]]; then
@@ -132,7 +127,7 @@ echo
 echo "$burst connections at once, program 'sleep $slow; echo hi', --max-connections $cap:"
 waves=$(((burst + cap - 1) / cap))
 port=$(free_port)
-target/release/gracewrap -a --inetd --max-connections "$cap" \
+"$dyn" -a --inetd --max-connections "$cap" \
 	-l "tcp:127.0.0.1:$port,backlog=4096" -- sh -c "sleep $slow; echo hi" &
 server=$!
 sleep 0.2

@@ -35,17 +35,8 @@ runs=${1:-2000}
 out=target/bench
 mkdir -p "$out"
 
-echo "building..." >&2
-cargo build --quiet --release
-RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
-	cargo build --quiet --release --target x86_64-unknown-linux-gnu --target-dir target/static
-dyn=$PWD/target/release/gracewrap
-static=$PWD/target/static/x86_64-unknown-linux-gnu/release/gracewrap
-musl=
-if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl; then
-	cargo build --quiet --release --target x86_64-unknown-linux-musl --target-dir target/musl
-	musl=$PWD/target/musl/x86_64-unknown-linux-musl/release/gracewrap
-fi
+# shellcheck source=benches/builds.sh
+. benches/builds.sh
 gcc -O2 -Wall -o "$out/spawn" benches/spawn.c
 gcc -O2 -Wall -static -o "$out/yardstick" benches/yardstick.c 2>/dev/null
 
