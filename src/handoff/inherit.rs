@@ -18,8 +18,8 @@
 //! memfds and other fds the same way. gracewrap passes those on untouched
 //! but never matches a `--listen` against them.
 //!
-//! gracewrap's own supervisor and accept mode hand sockets to a child
-//! gracewrap before its pid is known: they set `LISTEN_PID` to their own
+//! gracewrap's own supervisor hands sockets to a child gracewrap (each
+//! generation) before its pid is known: it sets `LISTEN_PID` to its own
 //! pid and [`HANDOFF_VAR`] to the same value ([`crate::protocol::handoff_env`]),
 //! and the child accepts the set when both equal its parent's pid.
 //!

@@ -44,8 +44,8 @@ pub struct Handoff {
     /// the order it created them.
     created: Vec<crate::socket::Made>,
     limit: fds::NofileLimit,
-    /// The resident gracewrap (`--accept`, `--supervise`) that handed us
-    /// the sockets, when we are its child.
+    /// The supervisor (`--supervise`) that handed us the sockets, when we
+    /// are its child.
     parent: Option<u32>,
 }
 
