@@ -147,6 +147,23 @@ fn a_child_that_fails_before_exec_reports_why() {
         ),
         other => panic!("{other:?}"),
     }
+    // There but not executable: EACCES, 126, as a shell has it.
+    let dir = scratch("noexec");
+    std::fs::write(dir.join("plain"), "x").unwrap();
+    let program = Program::new(OsStr::new("plain"), &[], Some(dir.as_os_str()));
+    match spawn(&program, &[], &[], &setup, &mut stack, &|_| {}).unwrap_err() {
+        SpawnError::Child(f) => assert_eq!(
+            (f.step, f.errno, f.status()),
+            (Step::Exec, libc::EACCES, 126)
+        ),
+        other => panic!("{other:?}"),
+    }
+    // A step before the exec: 125.
+    let f = Failed {
+        step: Step::Chdir,
+        errno: libc::ENOENT,
+    };
+    assert_eq!(f.status(), 125);
 }
 
 /// LISTEN_PID is the child's own pid, written by the child into the
