@@ -237,6 +237,12 @@ impl<'a> Launch<'a> {
             Step::Groups => format!("cannot drop privileges to {label}: setgroups: {why}"),
             Step::Gid => format!("cannot drop privileges to {label}: setresgid: {why}"),
             Step::Uid => format!("cannot drop privileges to {label}: setresuid: {why}"),
+            Step::GidUnchanged => {
+                format!("cannot drop privileges to {label}: the gid did not change")
+            }
+            Step::UidUnchanged => {
+                format!("cannot drop privileges to {label}: the uid did not change")
+            }
             Step::RootRegained => {
                 format!("cannot drop privileges to {label}: root could be regained")
             }

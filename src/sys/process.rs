@@ -478,6 +478,9 @@ pub enum Step {
     Groups,
     Gid,
     Uid,
+    /// set*id said yes, but the ids are not the ones asked for.
+    GidUnchanged,
+    UidUnchanged,
     /// After dropping to a user other than root, root could be regained.
     RootRegained,
     Chdir,
@@ -566,14 +569,14 @@ impl Setup<'_> {
                 let is = |nr, want: u32| libc::syscall(nr) == libc::c_long::from(want);
                 if !is(libc::SYS_getgid, gid) || !is(libc::SYS_getegid, gid) {
                     return Err(Failed {
-                        step: Step::Gid,
+                        step: Step::GidUnchanged,
                         errno: libc::EPERM,
                     });
                 }
                 if let Some(uid) = creds.uid {
                     if !is(libc::SYS_getuid, uid) || !is(libc::SYS_geteuid, uid) {
                         return Err(Failed {
-                            step: Step::Uid,
+                            step: Step::UidUnchanged,
                             errno: libc::EPERM,
                         });
                     }

@@ -564,3 +564,41 @@ fn listen_pid_is_left_out_with_no_pid_and_inetd() {
         assert_eq!(reply(TcpStream::connect(&addr).unwrap()), want, "{flag}");
     }
 }
+
+/// A child that asked to become the user checks that it did, as exec
+/// mode does: set*id faked to succeed without effect (seccomp) leaves it
+/// root, and it refuses to run PROGRAM, saying so with the peer.
+#[test]
+fn a_child_whose_privilege_drop_did_not_happen_does_not_run() {
+    for (nr, says) in [
+        (libc::SYS_setresgid, "the gid did not change"),
+        (libc::SYS_setresuid, "the uid did not change"),
+    ] {
+        let mut cmd = gracewrap([
+            "-a",
+            "-v",
+            "--user",
+            "nobody",
+            "--inetd",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--",
+            "id",
+            "-u",
+        ]);
+        let fake = Fail {
+            nr,
+            errno: 0,
+            if_arg_set: None,
+        };
+        let mut g = Running::spawn(with_failing_syscalls(&mut cmd, &[fake]));
+        let addr = g.accepting_addr();
+        let s = TcpStream::connect(&addr).unwrap();
+        let port = s.local_addr().unwrap().port();
+        assert_eq!(reply(s), "", "nothing ran as root");
+        assert_eq!(
+            g.stderr_line("cannot drop privileges"),
+            format!("gracewrap: cannot drop privileges to nobody: {says} (127.0.0.1:{port})")
+        );
+    }
+}
