@@ -255,7 +255,7 @@ impl<'a> Launch<'a> {
 
 /// The connections each source has open (`--max-connections-per-source`).
 /// A list, not a hash map: it holds at most `--max-connections` entries,
-/// and a map with its random keys costs 10 kB of binary.
+/// and a hash map (its random keys, hashbrown) costs 6 kB of binary.
 #[derive(Debug, Default)]
 struct Sources {
     open: Vec<(Source, usize)>,
