@@ -475,6 +475,19 @@ fn with_user_each_connection_runs_as_the_user_with_its_own_listen_pid() {
         assert_eq!((f[0], f[1]), ("65534", "65534"), "{line}");
         assert_eq!(f[2], f[3], "LISTEN_PID is the child's pid: {line}");
     }
+    // Each fork was a success, counted and reaped: no complaint, and
+    // no child left once the connections are done.
+    let gpid = g.child.id();
+    wait_until("the children to be reaped", || children_of(gpid).is_empty());
+    signal(&g, libc::SIGTERM);
+    assert_eq!(g.wait().code(), Some(0));
+    g.rest_of_stderr(); // (into stderr_seen, with the lines read before)
+    let complaints: Vec<&String> = g
+        .stderr_seen
+        .iter()
+        .filter(|l| l.contains("cannot"))
+        .collect();
+    assert!(complaints.is_empty(), "{complaints:?}");
 }
 
 /// A child that cannot execute PROGRAM (removed after start) says why in
