@@ -615,3 +615,69 @@ fn a_child_whose_privilege_drop_did_not_happen_does_not_run() {
         );
     }
 }
+
+/// Where the kernel has no pidfs (pidfd_open(2) refused here by
+/// seccomp), a connection's program gets LISTEN_PID and no
+/// LISTEN_PIDFDID, and the rest of its environment intact.
+#[test]
+fn without_pidfds_listen_pid_stays_and_listen_pidfdid_goes() {
+    let mut cmd = gracewrap([
+        "-a",
+        "-v",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$LISTEN_PID $$ ${LISTEN_PIDFDID-unset} $LISTEN_FDS $LISTEN_FDNAMES $REMOTE_ADDR ${KEPT-lost}\" >&3",
+    ]);
+    cmd.env("KEPT", "kept");
+    let fake = Fail {
+        nr: libc::SYS_pidfd_open,
+        errno: libc::ENOSYS,
+        if_arg_set: None,
+    };
+    let mut g = Running::spawn(with_failing_syscalls(&mut cmd, &[fake]));
+    let addr = g.accepting_addr();
+    let line = reply(TcpStream::connect(&addr).unwrap());
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f.len(), 7, "{line:?}");
+    assert_eq!(f[0], f[1], "LISTEN_PID is the child's: {line}");
+    assert_eq!(
+        f[2..],
+        ["unset", "1", "connection", "127.0.0.1", "kept"],
+        "{line}"
+    );
+}
+
+/// clone(2) and fork(2) failing (EAGAIN: the process limit) for a
+/// connection: it is closed, the reason said with the peer, and
+/// gracewrap goes on accepting.
+#[test]
+fn a_fork_that_fails_closes_the_connection_and_says_why() {
+    let mut cmd = gracewrap(["-a", "-v", "-l", "tcp:127.0.0.1:0", "--", "true"]);
+    let fail = |nr| Fail {
+        nr,
+        errno: libc::EAGAIN,
+        if_arg_set: None,
+    };
+    let fails = [
+        fail(libc::SYS_fork),
+        fail(libc::SYS_clone),
+        fail(libc::SYS_clone3),
+    ];
+    let mut g = Running::spawn(with_failing_syscalls(&mut cmd, &fails));
+    let addr = g.accepting_addr();
+    for _ in 0..2 {
+        let s = TcpStream::connect(&addr).unwrap();
+        let port = s.local_addr().unwrap().port();
+        assert_eq!(reply(s), "");
+        assert_eq!(
+            g.stderr_line("cannot start"),
+            format!(
+                "gracewrap: cannot start true for a connection: resource temporarily unavailable (127.0.0.1:{port})"
+            )
+        );
+    }
+    assert!(children_of(g.child.id()).is_empty());
+}
