@@ -428,9 +428,8 @@ fn validate(mut g: Given) -> Result<Args, Failure> {
 impl Args {
     /// The supervisor's generation: gracewrap in exec mode, which takes
     /// over the sockets handed to it and execs PROGRAM as these arguments
-    /// say. Everything about
-    /// PROGRAM passes on; what is about the sockets or the resident mode
-    /// stays here. [`parse`] reads it back into `Args::exec_child` (a test).
+    /// say. Everything about PROGRAM passes on; what is about the sockets
+    /// or the supervisor stays here. [`parse`] reads it back into `Args::exec_child` (a test).
     /// `--setenv` of a name in `reserved` is left out: the resident mode
     /// sets that variable itself (the supervisor's `NOTIFY_SOCKET`).
     pub fn child_argv(&self, reserved: &[&str]) -> Vec<OsString> {
