@@ -35,7 +35,7 @@ use crate::handoff::Handoff;
 use crate::msg::{Dur, io_reason, quote, reason, say};
 use crate::protocol::{CONNECTION_NAME, REMOTE_VARS, WATCHDOG_VARS};
 use crate::socket::{self, Peer, Source};
-use crate::sys::process::{self, Creds, Failed, Program, Setup, SpawnError, Stack, Step};
+use crate::sys::process::{self, Failed, Program, Setup, SpawnError, Stack, Step};
 use crate::sys::signals::{Blocked, Watch};
 use crate::sys::user::Target;
 
@@ -175,11 +175,7 @@ impl<'a> Launch<'a> {
             ],
             None => Vec::new(),
         };
-        let creds = self.target.map(|t| Creds {
-            groups: &t.groups,
-            gid: t.gid,
-            uid: t.uid,
-        });
+        let creds = self.target.map(Target::creds);
         // Blocked until the child has reset gracewrap's handlers (see
         // Setup).
         let blocked = Blocked::all();
@@ -191,7 +187,7 @@ impl<'a> Launch<'a> {
         setup.nofile = self.nofile;
         setup.chdir = self.chdir.as_deref();
         setup.own_pid = self.own_pid;
-        // In a fork child (with --user), which reports for itself.
+        // Here, or in a fork child (with --user), which reports for itself.
         let report = |f: Failed| say(format_args!("{} ({peer})", self.failure(f)));
         let started = process::spawn(
             &self.program,
@@ -205,7 +201,7 @@ impl<'a> Launch<'a> {
         match started {
             Ok(pid) => Some(pid),
             Err(SpawnError::Child(f)) => {
-                say(format_args!("{} ({peer})", self.failure(f)));
+                report(f);
                 None
             }
             Err(SpawnError::Fork(e)) => {
@@ -224,28 +220,23 @@ impl<'a> Launch<'a> {
     fn failure(&self, f: Failed) -> String {
         let error = std::io::Error::from_raw_os_error(f.errno);
         let why = io_reason(&error);
-        let label = self.target.map(Target::label).unwrap_or_default();
         match f.step {
             Step::Exec => {
                 let cwd = self.args.chdir.as_deref().map(std::path::Path::new);
                 process::exec_failure(&self.args.program, &error, self.path.as_deref(), cwd).message
             }
-            Step::Chdir => format!(
-                "cannot change directory to {}: {why}",
-                quote(self.args.chdir.as_deref().unwrap_or_default())
-            ),
-            Step::Groups => format!("cannot drop privileges to {label}: setgroups: {why}"),
-            Step::Gid => format!("cannot drop privileges to {label}: setresgid: {why}"),
-            Step::Uid => format!("cannot drop privileges to {label}: setresuid: {why}"),
-            Step::GidUnchanged => {
-                format!("cannot drop privileges to {label}: the gid did not change")
+            Step::Chdir => {
+                super::chdir_failure(self.args.chdir.as_deref().unwrap_or_default(), &error)
             }
-            Step::UidUnchanged => {
-                format!("cannot drop privileges to {label}: the uid did not change")
-            }
-            Step::RootRegained => {
-                format!("cannot drop privileges to {label}: root could be regained")
-            }
+            Step::Groups
+            | Step::Gid
+            | Step::Uid
+            | Step::GidUnchanged
+            | Step::UidUnchanged
+            | Step::RootRegained => match self.target {
+                Some(target) => target.drop_failure(f),
+                None => format!("cannot drop privileges: {why}"),
+            },
             Step::Fds => format!("cannot put the connection in place: {why}"),
             Step::Limit => format!("cannot restore RLIMIT_NOFILE: {why}"),
             Step::ParentGone => "gracewrap is gone".to_string(),

@@ -9,7 +9,7 @@ use anyhow::{Result, anyhow};
 use crate::cli::Args;
 use crate::exit::Failure;
 use crate::handoff::Handoff;
-use crate::msg::{io_reason, quote, reason};
+use crate::msg::{io_reason, reason};
 use crate::protocol::{LISTEN_VARS, WATCHDOG_VAR, WATCHDOG_VARS, listen_env, watchdog_env};
 use crate::sys::process::{self, Env};
 use crate::sys::signals;
@@ -87,13 +87,7 @@ fn place_and_exec(
         }
     }
     if let Some(dir) = &args.chdir {
-        std::env::set_current_dir(dir).map_err(|e| {
-            anyhow!(
-                "cannot change directory to {}: {}",
-                quote(dir),
-                io_reason(&e)
-            )
-        })?;
+        std::env::set_current_dir(dir).map_err(|e| anyhow!(super::chdir_failure(dir, &e)))?;
     }
     signals::prepare_for_exec(args.keep_signals);
     let failure = process::exec(&args.program, &args.args, env);

@@ -50,6 +50,15 @@ pub fn run(args: Args) -> Result<Status> {
     }
 }
 
+/// `cannot change directory to DIR: REASON`, in every mode alike.
+fn chdir_failure(dir: &std::ffi::OsStr, error: &std::io::Error) -> String {
+    format!(
+        "cannot change directory to {}: {}",
+        crate::msg::quote(dir),
+        crate::msg::io_reason(error)
+    )
+}
+
 /// Whether the sockets are listed on stderr: with `-v`, and always when a
 /// port was 0 (the user needs to learn which one it got).
 fn report_sockets(args: &Args) -> bool {

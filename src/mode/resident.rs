@@ -17,7 +17,7 @@ use anyhow::{Result, anyhow};
 use rustix::process::{WaitOptions, WaitStatus, wait};
 
 use crate::cli::Args;
-use crate::msg::{io_reason, quote};
+use crate::msg::io_reason;
 use crate::protocol::{LISTEN_VARS, NOFILE_VAR, handoff_env};
 use crate::sys::process::{self, Env, Program, Setup, SpawnError, Stack};
 use crate::sys::signals::{Blocked, Watch};
@@ -41,13 +41,7 @@ pub fn check(args: &Args, target: Option<&Target>) -> Result<()> {
 
 fn check_as_we_are(args: &Args) -> Result<()> {
     if let Some(dir) = &args.chdir {
-        let fail = |e: &std::io::Error| {
-            anyhow!(
-                "cannot change directory to {}: {}",
-                quote(dir),
-                io_reason(e)
-            )
-        };
+        let fail = |e: &std::io::Error| anyhow!(super::chdir_failure(dir, e));
         let meta = std::fs::metadata(dir).map_err(|e| fail(&e))?;
         if !meta.is_dir() {
             return Err(fail(&std::io::Error::from_raw_os_error(libc::ENOTDIR)));

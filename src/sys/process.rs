@@ -411,9 +411,8 @@ pub fn die_with_parent(parent: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Credentials a child takes before exec (`--accept` with `--user` or
-/// `--group`), the way [`crate::sys::user::Target::drop_privileges`]
-/// takes them in exec mode: groups, then gid, then uid, then checks.
+/// Credentials to take ([`take_creds`]): exec mode's `--user` and
+/// `--group`, and accept mode's children's.
 #[derive(Debug, Clone, Copy)]
 pub struct Creds<'a> {
     pub groups: &'a [u32],
@@ -518,6 +517,57 @@ fn check(rc: libc::c_long, step: Step) -> Result<(), Failed> {
     }
 }
 
+/// Takes `creds` for good, in this order: supplementary groups, gid,
+/// uid; then checks, as setpriv and gosu do, that the ids are the ones
+/// asked for and, for a user other than root, that root cannot be
+/// regained. The one privilege drop of gracewrap: exec mode's
+/// ([`crate::sys::user::Target::drop_privileges`]) and accept mode's
+/// children ([`Setup::creds`]).
+///
+/// Raw syscalls, which change the calling thread only: the C library's
+/// wrappers would change every thread of the process through signals
+/// (glibc's setxid broadcast, musl's __synccall), which a vfork child
+/// must not do. gracewrap is single-threaded wherever it calls this, so
+/// the thread is the process. Async-signal-safe; no allocation.
+pub fn take_creds(creds: Creds<'_>) -> Result<(), Failed> {
+    let groups = creds.groups;
+    let gid = creds.gid;
+    // SAFETY: set*id and get*id syscalls; setgroups reads `groups`, which
+    // outlives the call.
+    unsafe {
+        check(
+            libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
+            Step::Groups,
+        )?;
+        check(libc::syscall(libc::SYS_setresgid, gid, gid, gid), Step::Gid)?;
+        if let Some(uid) = creds.uid {
+            check(libc::syscall(libc::SYS_setresuid, uid, uid, uid), Step::Uid)?;
+        }
+        let is = |nr, want: u32| libc::syscall(nr) == libc::c_long::from(want);
+        if !is(libc::SYS_getgid, gid) || !is(libc::SYS_getegid, gid) {
+            return Err(Failed {
+                step: Step::GidUnchanged,
+                errno: libc::EPERM,
+            });
+        }
+        if let Some(uid) = creds.uid {
+            if !is(libc::SYS_getuid, uid) || !is(libc::SYS_geteuid, uid) {
+                return Err(Failed {
+                    step: Step::UidUnchanged,
+                    errno: libc::EPERM,
+                });
+            }
+            if uid != 0 && libc::syscall(libc::SYS_setresuid, 0, 0, 0) == 0 {
+                return Err(Failed {
+                    step: Step::RootRegained,
+                    errno: libc::EPERM,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Setup<'_> {
     pub fn new(caught: &[i32], keep_signals: bool, mask: u64) -> Setup<'static> {
         let mut arr = [0; 64];
@@ -545,48 +595,14 @@ impl Setup<'_> {
 
     /// The steps up to the signal state, in the child.
     fn run_in_child(&self) -> Result<(), Failed> {
-        // SAFETY: async-signal-safe calls only (raw set*id syscalls,
-        // prctl, getppid, fcntl, dup2, prlimit64, setpgid, tcgetpgrp,
-        // getpid, tcsetpgrp, chdir), on plain data that the parent keeps
-        // alive across the fork (`creds.groups`, `extra`, `chdir` are
-        // borrowed from it); nothing allocates.
+        // SAFETY: async-signal-safe calls only (take_creds' raw set*id
+        // syscalls, prctl, getppid, fcntl, dup2, prlimit64, setpgid,
+        // tcgetpgrp, getpid, tcsetpgrp, chdir), on plain data that the
+        // parent keeps alive across the fork (`creds.groups`, `extra`,
+        // `chdir` are borrowed from it); nothing allocates.
         unsafe {
             if let Some(creds) = self.creds {
-                // The raw syscalls: the C library's wrappers would try to
-                // change every thread of the parent too (glibc's setxid
-                // broadcast, musl's __synccall).
-                let groups = creds.groups;
-                check(
-                    libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()),
-                    Step::Groups,
-                )?;
-                let gid = creds.gid;
-                check(libc::syscall(libc::SYS_setresgid, gid, gid, gid), Step::Gid)?;
-                if let Some(uid) = creds.uid {
-                    check(libc::syscall(libc::SYS_setresuid, uid, uid, uid), Step::Uid)?;
-                }
-                // Verify, as setpriv and gosu do.
-                let is = |nr, want: u32| libc::syscall(nr) == libc::c_long::from(want);
-                if !is(libc::SYS_getgid, gid) || !is(libc::SYS_getegid, gid) {
-                    return Err(Failed {
-                        step: Step::GidUnchanged,
-                        errno: libc::EPERM,
-                    });
-                }
-                if let Some(uid) = creds.uid {
-                    if !is(libc::SYS_getuid, uid) || !is(libc::SYS_geteuid, uid) {
-                        return Err(Failed {
-                            step: Step::UidUnchanged,
-                            errno: libc::EPERM,
-                        });
-                    }
-                    if uid != 0 && libc::syscall(libc::SYS_setresuid, 0, 0, 0) == 0 {
-                        return Err(Failed {
-                            step: Step::RootRegained,
-                            errno: libc::EPERM,
-                        });
-                    }
-                }
+                take_creds(creds)?;
             }
             // After the credentials, which clear it.
             if self.deathsig {

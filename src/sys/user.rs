@@ -23,6 +23,7 @@ use anyhow::{Result, anyhow, bail};
 use rustix::process::{Gid, Uid};
 
 use crate::msg::{io_reason, quote, reason};
+use crate::sys::process::{self, Creds, Failed, Step};
 
 /// One /etc/passwd entry (the fields gracewrap uses), byte for byte: the
 /// files are not UTF-8 everywhere (a Latin-1 GECOS field or home).
@@ -331,50 +332,36 @@ impl Target {
         Ok(out)
     }
 
+    /// The ids to take, for [`process::take_creds`].
+    pub fn creds(&self) -> Creds<'_> {
+        Creds {
+            groups: &self.groups,
+            gid: self.gid,
+            uid: self.uid,
+        }
+    }
+
     /// Drops to this user and group, for good. gracewrap is single-threaded
     /// here, so the per-thread set*id syscalls cover the whole process.
     pub fn drop_privileges(&self) -> Result<()> {
-        let fail = |what: &str, e: rustix::io::Errno| {
-            anyhow!(
-                "cannot drop privileges to {}: {what}: {}",
-                self.label(),
-                reason(e)
-            )
+        process::take_creds(self.creds()).map_err(|f| anyhow!("{}", self.drop_failure(f)))
+    }
+
+    /// What a failed [`process::take_creds`] says.
+    pub fn drop_failure(&self, f: Failed) -> String {
+        let why = io_reason(&io::Error::from_raw_os_error(f.errno));
+        let label = self.label();
+        let what = match f.step {
+            Step::Groups => format!("setgroups: {why}"),
+            Step::Gid => format!("setresgid: {why}"),
+            Step::Uid => format!("setresuid: {why}"),
+            Step::GidUnchanged => "the gid did not change".to_string(),
+            Step::UidUnchanged => "the uid did not change".to_string(),
+            Step::RootRegained => "root could be regained".to_string(),
+            // (take_creds fails at no other step.)
+            _ => why,
         };
-        let groups: Vec<Gid> = self.groups.iter().map(|&g| Gid::from_raw(g)).collect();
-        rustix::thread::set_thread_groups(&groups).map_err(|e| fail("setgroups", e))?;
-        let gid = Gid::from_raw(self.gid);
-        rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(|e| fail("setresgid", e))?;
-        if let Some(uid) = self.uid {
-            let uid = Uid::from_raw(uid);
-            rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(|e| fail("setresuid", e))?;
-        }
-        // Verify, as setpriv and gosu do.
-        if rustix::process::getgid() != gid || rustix::process::getegid() != gid {
-            bail!(
-                "cannot drop privileges to {}: the gid did not change",
-                self.label()
-            );
-        }
-        if let Some(uid) = self.uid {
-            if rustix::process::getuid().as_raw() != uid
-                || rustix::process::geteuid().as_raw() != uid
-            {
-                bail!(
-                    "cannot drop privileges to {}: the uid did not change",
-                    self.label()
-                );
-            }
-            if uid != 0
-                && rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).is_ok()
-            {
-                bail!(
-                    "cannot drop privileges to {}: root could be regained",
-                    self.label()
-                );
-            }
-        }
-        Ok(())
+        format!("cannot drop privileges to {label}: {what}")
     }
 }
 

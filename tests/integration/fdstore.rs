@@ -199,6 +199,18 @@ fn stop(mut gw: Running) {
     assert!(status.success(), "{status}; stderr {:?}", gw.stderr_seen);
 }
 
+/// Generation `first` got the socket alone; after a restart the next one
+/// reports `want` (its LISTEN_* and what its stored fds hold); then
+/// gracewrap stops cleanly.
+#[track_caller]
+fn the_next_generation_reports(mut gw: Running, dir: &Path, first: u32, want: &str) {
+    assert_eq!(report(dir, first), "LISTEN_FDS=1\nLISTEN_FDNAMES=unknown\n");
+    let second = restart(&mut gw, first);
+    assert_eq!(report(dir, second), want);
+    stop(gw);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A memfd stored with libsystemd's sd_pid_notify_with_fds is fd 4 of
 /// the next generation, after the socket, named `x`, and holds what
 /// generation 1 wrote to it.
@@ -212,17 +224,12 @@ fn a_stored_memfd_reaches_the_next_generation() {
         "{stored}"
     );
     gw.stderr_line(&format!("generation 1 (pid {first}) is ready"));
-    assert_eq!(
-        report(&dir, first),
-        "LISTEN_FDS=1\nLISTEN_FDNAMES=unknown\n"
+    the_next_generation_reports(
+        gw,
+        &dir,
+        first,
+        "LISTEN_FDS=2\nLISTEN_FDNAMES=unknown:x\nx=written by generation 1\n",
     );
-    let second = restart(&mut gw, first);
-    assert_eq!(
-        report(&dir, second),
-        "LISTEN_FDS=2\nLISTEN_FDNAMES=unknown:x\nx=written by generation 1\n"
-    );
-    stop(gw);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A stored pipe whose other end is closed hangs up: gracewrap closes it,
@@ -243,15 +250,10 @@ fn a_stored_fd_that_hangs_up_is_dropped_unless_fdpoll_0() {
     );
     let at = |text: &str| lines.iter().position(|l| l.contains(text));
     assert!(at(polled) < at(hung_up), "{lines:#?}");
-    assert_eq!(
-        report(&dir, first),
-        "LISTEN_FDS=1\nLISTEN_FDNAMES=unknown\n"
+    the_next_generation_reports(
+        gw,
+        &dir,
+        first,
+        "LISTEN_FDS=2\nLISTEN_FDNAMES=unknown:kept\nkept=through kept\n",
     );
-    let second = restart(&mut gw, first);
-    assert_eq!(
-        report(&dir, second),
-        "LISTEN_FDS=2\nLISTEN_FDNAMES=unknown:kept\nkept=through kept\n"
-    );
-    stop(gw);
-    let _ = std::fs::remove_dir_all(&dir);
 }

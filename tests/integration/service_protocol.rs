@@ -591,6 +591,15 @@ fn systemd_notify_works_from_a_generation() {
     g.wait_log("notified");
 }
 
+/// Restarts with SIGHUP and returns the start line the new generation
+/// logged (`start first=False ... LISTEN_FDS=N LISTEN_FDNAMES=...`) once
+/// it serves.
+fn restart_and_read_start(g: &Gen, gw: &mut Running) -> String {
+    signal(gw, libc::SIGHUP);
+    gw.stderr_line("it serves now");
+    g.wait_log("start first=False")
+}
+
 #[test]
 fn the_fd_store_keeps_up_to_its_size_and_passes_them_on() {
     let g = Gen::new("store");
@@ -606,9 +615,7 @@ fn the_fd_store_keeps_up_to_its_size_and_passes_them_on() {
     // The fd sent without FDSTORE=1 was closed.
     assert_eq!(g.wait_log("pipe"), format!("{first} pipe eof"));
     gw.stderr_line("is ready");
-    signal(&gw, libc::SIGHUP);
-    gw.stderr_line("it serves now");
-    let start = g.wait_log("start first=False");
+    let start = restart_and_read_start(&g, &mut gw);
     assert!(
         start.ends_with("LISTEN_FDS=3 LISTEN_FDNAMES=unknown:m:m"),
         "{start}"
@@ -630,9 +637,7 @@ fn the_fd_store_is_off_by_default() {
         "{line}"
     );
     gw.stderr_line("is ready");
-    signal(&gw, libc::SIGHUP);
-    gw.stderr_line("it serves now");
-    let start = g.wait_log("start first=False");
+    let start = restart_and_read_start(&g, &mut gw);
     assert!(
         start.ends_with("LISTEN_FDS=1 LISTEN_FDNAMES=unknown"),
         "{start}"
@@ -658,10 +663,8 @@ fn stored_fds_are_dropped_on_hangup_and_kept_once() {
         let line = gw.stderr_line("");
         wanted.retain(|w| !line.contains(w));
     }
-    signal(&gw, libc::SIGHUP);
-    gw.stderr_line("it serves now");
     // The memfd sent twice was stored once; the pipe is gone.
-    let start = g.wait_log("start first=False");
+    let start = restart_and_read_start(&g, &mut gw);
     assert!(
         start.ends_with("LISTEN_FDS=2 LISTEN_FDNAMES=unknown:a"),
         "{start}"
@@ -743,9 +746,7 @@ fn stored_names_must_fit_in_listen_fdnames() {
     g.wait_log("stored");
     gw.stderr_line("is ready");
     // The next generation starts: its exec does not fail with E2BIG.
-    signal(&gw, libc::SIGHUP);
-    gw.stderr_line("it serves now");
-    let start = g.wait_log("start first=False");
+    let start = restart_and_read_start(&g, &mut gw);
     let n: usize = start
         .split(" LISTEN_FDS=")
         .nth(1)
