@@ -96,8 +96,9 @@ fn place_and_exec(
 }
 
 /// PROGRAM's environment: ours without the `LISTEN_*` variables we were
-/// given and those in `drop`, then `listen`, then HOME, USER and LOGNAME of `--user` (unless
-/// `--setenv` sets them), then `--setenv` (a bare NAME copies our value).
+/// given and those in `drop`, then `listen`, then HOME, USER and LOGNAME
+/// of `--user` (unless `--setenv` sets them), then `--setenv` (a bare
+/// NAME copies our value).
 pub(super) fn program_env(
     args: &Args,
     listen: &[(&'static str, String)],
